@@ -1,0 +1,79 @@
+"""Service settings, read once from the environment (and `.env` when present).
+
+Every variable is documented in README and `.env.example`. Telemetry has its own
+settings (`telemetry.settings.TelemetrySettings`) read from the same environment.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_JWT_SECRET = "dev-only-jwt-secret-change-me"
+DEV_BOLNA_API_KEY = "sim-dev-key"
+DEFAULT_DATABASE_URL = f"sqlite+aiosqlite:///{Path('var') / 'app.db'}"
+
+
+class ConfigError(Exception):
+    """A setting makes the service unsafe or impossible to start; the message is one line."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    app_env: Literal["development", "test", "production"] = "development"
+    database_url: str = DEFAULT_DATABASE_URL
+    db_pool_size: int = Field(10, ge=1)
+    db_pool_timeout_seconds: float = Field(5.0, gt=0)
+
+    jwt_secret: str = DEV_JWT_SECRET
+    jwt_expire_minutes: int = Field(60 * 24, ge=1)
+
+    bolna_api_url: str = "http://127.0.0.1:8100"
+    bolna_api_key: str = DEV_BOLNA_API_KEY
+    bolna_connect_timeout_seconds: float = Field(3.0, gt=0)
+    bolna_read_timeout_seconds: float = Field(10.0, gt=0)
+    bolna_max_retries: int = Field(3, ge=0, le=10)
+    bolna_backoff_base_seconds: float = Field(0.2, ge=0)
+    bolna_backoff_max_seconds: float = Field(5.0, ge=0)
+    bolna_webhook_token: str = ""
+    public_base_url: str = "http://127.0.0.1:8000"
+    bolna_from_phone_number: str = ""
+
+    credits_per_minute: int = Field(10, ge=0)
+    # A call is refused (402) unless the balance covers this many credits; 0 means one minute.
+    min_call_credits: int = Field(0, ge=0)
+    low_balance_threshold: int = Field(50, ge=0)
+
+    webhook_retry_max_attempts: int = Field(8, ge=1)
+    webhook_retry_base_seconds: float = Field(1.0, ge=0)
+    webhook_retry_interval_seconds: float = Field(1.0, gt=0)
+
+    @property
+    def min_credits_to_call(self) -> int:
+        return self.min_call_credits or self.credits_per_minute
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @model_validator(mode="after")
+    def _refuse_default_secrets_in_production(self) -> Settings:
+        if self.app_env != "production":
+            return self
+        if not self.jwt_secret or self.jwt_secret == DEV_JWT_SECRET or len(self.jwt_secret) < 32:
+            raise ConfigError(
+                "JWT_SECRET must be set to a random value of at least 32 characters in production"
+            )
+        if not self.bolna_api_key or self.bolna_api_key == DEV_BOLNA_API_KEY:
+            raise ConfigError("BOLNA_API_KEY must be set to your Bolna API key in production")
+        return self
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
