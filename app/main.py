@@ -128,7 +128,10 @@ def create_app(
         finally:
             await workers.stop()
             await http.aclose()
-            await tel.sync_budget()
+            try:
+                await tel.sync_budget()
+            except Exception:
+                log.warning("could not save the error budget at shutdown", exc_info=True)
             await engine.dispose()
             tel.shutdown()
 

@@ -93,7 +93,8 @@ async def _apply(
         )
         if existing is None:
             raise
-        return existing
+        found: CreditLedgerEntry = existing
+        return found
     return entry
 
 

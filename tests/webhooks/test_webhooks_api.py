@@ -162,8 +162,9 @@ async def test_malformed_deliveries_from_the_simulator_do_not_stop_the_call(stac
     await stack.faults(webhooks={"malformed": True})
     created = await place_call(stack)
     await wait_for_call(stack, stack.tokens["alice"], created["id"])
-    states = [d.state for d in await deliveries(stack)]
-    assert states.count("rejected") == 2
+    rejected = [d for d in await deliveries(stack) if d.state == "rejected"]
+    # Bolna retries non-2xx answers, so each bad body may be stored more than once.
+    assert len({d.payload for d in rejected}) == 2
 
 
 async def test_a_stored_delivery_survives_a_restart_before_processing(settings):
