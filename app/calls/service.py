@@ -19,7 +19,6 @@ from typing import Literal
 
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,13 +32,12 @@ from app.errors import NotFound, ValidationFailed
 from app.models import Call
 from app.phone import normalize_e164
 from telemetry import attributes as attrs
-from telemetry import capture_error
+from telemetry import capture_error, current_traceparent
 
 CallSource = Literal["direct", "campaign"]
 CallFinalListener = Callable[[AsyncSession, Call], Awaitable[None]]
 
 _tracer = trace.get_tracer(__name__)
-_propagator = TraceContextTextMapPropagator()
 _final_listeners: list[CallFinalListener] = []
 
 
@@ -53,12 +51,6 @@ def on_call_final(listener: CallFinalListener) -> CallFinalListener:
 async def notify_call_final(session: AsyncSession, call: Call) -> None:
     for listener in _final_listeners:
         await listener(session, call)
-
-
-def current_traceparent() -> str | None:
-    carrier: dict[str, str] = {}
-    _propagator.inject(carrier)
-    return carrier.get("traceparent")
 
 
 @dataclass(frozen=True)
@@ -76,8 +68,9 @@ async def initiate_call(
     session: AsyncSession, request: CallRequest, *, bolna: BolnaClient, settings: Settings
 ) -> Call:
     """Place one call. Raises a domain error (the call row, if written, says why it failed)."""
+    feature = "campaign_call" if request.call_source == "campaign" else "call_initiation"
     with _tracer.start_as_current_span("call.initiate") as span:
-        span.set_attribute(attrs.FEATURE, "call_initiation")
+        span.set_attribute(attrs.FEATURE, feature)
         span.set_attribute(attrs.CALL_SOURCE, request.call_source)
         span.set_attribute(attrs.AGENT_ID, request.agent_id)
         span.set_attribute(attrs.ENDUSER_ID, str(request.user_id))
@@ -85,56 +78,78 @@ async def initiate_call(
             span.set_attribute(attrs.CAMPAIGN_ID, request.campaign_id)
         if request.campaign_item_id is not None:
             span.set_attribute(attrs.QUEUE_ITEM_ID, request.campaign_item_id)
-
-        agent = await get_agent(session, user_id=request.user_id, agent_id=request.agent_id)
-        phone = await _resolve_phone(session, request)
-        await ensure_can_call(session, request.user_id, settings)
-
-        call = Call(
-            user_id=request.user_id,
-            agent_id=agent.id,
-            contact_id=request.contact_id,
-            phone_number=phone,
-            status="queued",
-            call_source=request.call_source,
-            campaign_id=request.campaign_id,
-            campaign_item_id=request.campaign_item_id,
-            traceparent=current_traceparent(),
-        )
-        session.add(call)
-        await session.flush()
-        span.set_attribute(attrs.CALL_ID, call.id)
-        # Durable before Bolna is asked: whatever happens next, the call has a record.
-        await session.commit()
-
         try:
-            execution_id = await bolna.make_call(
-                agent_id=agent.bolna_agent_id,
-                recipient_phone_number=phone,
-                from_phone_number=settings.bolna_from_phone_number or None,
-                user_data={"call_id": str(call.id)},
-            )
-        except BolnaError as exc:
-            call.status = "failed"
-            call.failure_reason = exc.detail
-            await session.commit()
-            span.set_status(Status(StatusCode.ERROR, exc.code))
-            span.set_attribute(attrs.ERROR_TYPE, type(exc).__name__)
+            return await _initiate(session, request, bolna, settings, span, feature)
+        except Exception as exc:
+            # Expected errors (unknown agent, no credits) are dropped by the policy; a
+            # Bolna failure was captured below with its call id and is not sent twice.
             capture_error(
                 exc,
-                feature="campaign_call" if request.call_source == "campaign" else "call_initiation",
+                feature=feature,
                 call_source=request.call_source,
-                call_id=call.id,
                 campaign_id=request.campaign_id,
-                agent_id=agent.id,
-                endpoint=exc.endpoint,
-                http_status=exc.bolna_status,
+                agent_id=request.agent_id,
             )
             raise
-        call.execution_id = execution_id
+
+
+async def _initiate(
+    session: AsyncSession,
+    request: CallRequest,
+    bolna: BolnaClient,
+    settings: Settings,
+    span: trace.Span,
+    feature: str,
+) -> Call:
+    agent = await get_agent(session, user_id=request.user_id, agent_id=request.agent_id)
+    phone = await _resolve_phone(session, request)
+    await ensure_can_call(session, request.user_id, settings)
+
+    call = Call(
+        user_id=request.user_id,
+        agent_id=agent.id,
+        contact_id=request.contact_id,
+        phone_number=phone,
+        status="queued",
+        call_source=request.call_source,
+        campaign_id=request.campaign_id,
+        campaign_item_id=request.campaign_item_id,
+        traceparent=current_traceparent(),
+    )
+    session.add(call)
+    await session.flush()
+    span.set_attribute(attrs.CALL_ID, call.id)
+    # Durable before Bolna is asked: whatever happens next, the call has a record.
+    await session.commit()
+
+    try:
+        execution_id = await bolna.make_call(
+            agent_id=agent.bolna_agent_id,
+            recipient_phone_number=phone,
+            from_phone_number=settings.bolna_from_phone_number or None,
+            user_data={"call_id": str(call.id)},
+        )
+    except BolnaError as exc:
+        call.status = "failed"
+        call.failure_reason = exc.detail
         await session.commit()
-        span.set_attribute(attrs.BOLNA_EXECUTION_ID, execution_id)
-        return call
+        span.set_status(Status(StatusCode.ERROR, exc.code))
+        span.set_attribute(attrs.ERROR_TYPE, type(exc).__name__)
+        capture_error(
+            exc,
+            feature=feature,
+            call_source=request.call_source,
+            call_id=call.id,
+            campaign_id=request.campaign_id,
+            agent_id=agent.id,
+            endpoint=exc.endpoint,
+            http_status=exc.bolna_status,
+        )
+        raise
+    call.execution_id = execution_id
+    await session.commit()
+    span.set_attribute(attrs.BOLNA_EXECUTION_ID, execution_id)
+    return call
 
 
 async def _resolve_phone(session: AsyncSession, request: CallRequest) -> str:

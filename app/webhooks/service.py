@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from opentelemetry import trace
-from opentelemetry.trace import Link, Status, StatusCode
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.trace import Status, StatusCode
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -29,11 +28,10 @@ from app.models import Call, WebhookDelivery
 from app.webhooks import payload as payload_mod
 from app.webhooks.state import next_state
 from telemetry import attributes as attrs
-from telemetry import capture_error
+from telemetry import capture_error, link_from_traceparent
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
-_propagator = TraceContextTextMapPropagator()
 MAX_ERROR_CHARS = 2000
 RECEIVED_GRACE = timedelta(seconds=30)
 
@@ -54,14 +52,6 @@ class Outcome:
     delivery_id: int
     state: str  # processed | duplicate | unmatched | failed | rejected
     call_id: int | None = None
-
-
-def link_to(traceparent: str | None) -> Link | None:
-    if not traceparent:
-        return None
-    context = _propagator.extract({"traceparent": traceparent})
-    span_context = trace.get_current_span(context).get_span_context()
-    return Link(span_context) if span_context.is_valid else None
 
 
 async def store(sessionmaker: async_sessionmaker[AsyncSession], raw: bytes) -> WebhookDelivery:
@@ -153,9 +143,8 @@ async def _apply(
     span.set_attribute(attrs.CALL_SOURCE, call.call_source)
     if call.campaign_id is not None:
         span.set_attribute(attrs.CAMPAIGN_ID, call.campaign_id)
-    link = link_to(call.traceparent)
-    if link is not None:
-        span.add_link(link.context, {attrs.CALL_ID: call.id})
+    for link in link_from_traceparent(call.traceparent, {attrs.CALL_ID: call.id}):
+        span.add_link(link.context, link.attributes)
 
     transition = next_state(call.status, event.status)
     _merge_details(call, event)
