@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEV_JWT_SECRET = "dev-only-jwt-secret-change-me"
+DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-in-production"
 DEV_BOLNA_API_KEY = "sim-dev-key"
 DEFAULT_DATABASE_URL = f"sqlite+aiosqlite:///{Path('var') / 'app.db'}"
 
@@ -52,6 +52,17 @@ class Settings(BaseSettings):
     webhook_retry_max_attempts: int = Field(8, ge=1)
     webhook_retry_base_seconds: float = Field(1.0, ge=0)
     webhook_retry_interval_seconds: float = Field(1.0, gt=0)
+
+    # Campaigns (app/campaigns): scheduler and queue processor loops, claims and leases.
+    campaign_tick_seconds: float = Field(1.0, gt=0)
+    # A claimed item not dialed within this long (its process died) is reclaimed.
+    campaign_lease_seconds: float = Field(300.0, gt=0)
+    # A dialed item whose final webhook has not arrived after this long is marked failed.
+    campaign_call_timeout_seconds: float = Field(3 * 3600.0, gt=0)
+    # At most this many dials in flight per process (new claims wait for a free slot).
+    campaign_claim_batch: int = Field(50, ge=1)
+    # On shutdown, dials already started get this long to finish before being cancelled.
+    campaign_drain_seconds: float = Field(15.0, ge=0)
 
     @property
     def min_credits_to_call(self) -> int:
