@@ -45,7 +45,6 @@ CREDITS_AMOUNT: Final = "app.credits.amount"
 CREDITS_BALANCE: Final = "app.credits.balance"
 CREDITS_IDEMPOTENCY_KEY: Final = "app.credits.idempotency_key"
 AUTH_RESULT: Final = "app.auth.result"
-DB_OPERATION: Final = "app.db.operation"
 TRANSCRIPT_LENGTH: Final = "app.transcript.length"
 
 # --- error-policy decisions --------------------------------------------------

@@ -1,0 +1,121 @@
+"""Log correlation: every stdlib log record carries the current ``trace_id``/``span_id``.
+
+    setup_logging(settings)    # called by telemetry.configure()
+    logger.info("call queued")  # {"message": "call queued", "trace_id": "4bf9...", ...}
+
+Records get ``trace_id`` and ``span_id`` (hex, empty outside a span) from a log-record
+factory, so every handler sees them, pytest's ``caplog`` included. Output is JSON lines
+in production (``LOG_FORMAT=json``; message, exception and extras scrubbed) and
+readable text elsewhere. Under ``APP_ENV=test`` no handler is installed (pytest owns
+logging). ``reset_logging()`` undoes it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import IO, Any, Final
+
+from opentelemetry import trace
+
+from telemetry.scrubbing import scrub
+from telemetry.settings import TelemetrySettings
+
+_TEXT_FORMAT: Final = (
+    "%(asctime)s %(levelname)-7s %(name)s [trace=%(trace_id).8s span=%(span_id).8s] %(message)s"
+)
+# Attributes every LogRecord has; anything else came from `extra=` and is exported.
+_STANDARD_FIELDS: Final = frozenset(
+    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
+    | {"message", "asctime", "trace_id", "span_id", "taskName"}
+)
+
+RecordFactory = Callable[..., logging.LogRecord]
+
+# (the factory we replaced, ours) while installed; the handler we added, if any.
+_factories: tuple[RecordFactory, RecordFactory] | None = None
+_handler: logging.Handler | None = None
+
+
+def _correlating(original: RecordFactory) -> RecordFactory:
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = original(*args, **kwargs)
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            record.trace_id = trace.format_trace_id(context.trace_id)
+            record.span_id = trace.format_span_id(context.span_id)
+        else:
+            record.trace_id = record.span_id = ""
+        return record
+
+    return factory
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, trace/span ids, extras."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        document: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": scrub(record.getMessage()),
+            "trace_id": getattr(record, "trace_id", ""),
+            "span_id": getattr(record, "span_id", ""),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD_FIELDS and not key.startswith("_"):
+                document[key] = scrub(value, key)
+        if record.exc_info:
+            document["exception"] = scrub(self.formatException(record.exc_info))
+        return json.dumps(document, default=str, ensure_ascii=False)
+
+
+def setup_logging(
+    settings: TelemetrySettings, *, stream: IO[str] | None = None, level: int = logging.INFO
+) -> None:
+    """Install trace-id correlation and, outside tests, one root handler (idempotent)."""
+    global _factories, _handler
+    if _factories is None:
+        original = logging.getLogRecordFactory()
+        _factories = (original, _correlating(original))
+        logging.setLogRecordFactory(_factories[1])
+    if settings.app_env == "test" and stream is None:
+        return
+    root = logging.getLogger()
+    if _handler is not None:
+        root.removeHandler(_handler)
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(
+        JsonFormatter() if settings.resolved_log_format == "json" else _TextFormatter()
+    )
+    root.addHandler(handler)
+    if root.level == logging.NOTSET or root.level > level:
+        root.setLevel(level)
+    _handler = handler
+
+
+def reset_logging() -> None:
+    """Remove what ``setup_logging`` installed."""
+    global _factories, _handler
+    if _factories is not None:
+        original, ours = _factories
+        if logging.getLogRecordFactory() is ours:
+            logging.setLogRecordFactory(original)
+        _factories = None
+    if _handler is not None:
+        logging.getLogger().removeHandler(_handler)
+        _handler = None
+
+
+class _TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__(_TEXT_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        if not hasattr(record, "trace_id"):  # a record made before setup_logging
+            record.trace_id = record.span_id = ""
+        return super().format(record)
