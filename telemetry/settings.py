@@ -19,9 +19,7 @@ AppEnv = Literal["development", "test", "production"]
 
 
 class TelemetrySettings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_file=".env", extra="ignore", populate_by_name=True
-    )
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
 
     app_env: AppEnv = Field("development", validation_alias=AliasChoices("APP_ENV", "app_env"))
     service_name: str = Field(
@@ -75,9 +73,7 @@ class TelemetrySettings(BaseSettings):
     # Excluded from FastAPI server spans (comma list of URL regexes, standard meaning).
     excluded_urls: str = Field(
         "/health",
-        validation_alias=AliasChoices(
-            "OTEL_PYTHON_FASTAPI_EXCLUDED_URLS", "excluded_urls"
-        ),
+        validation_alias=AliasChoices("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS", "excluded_urls"),
     )
     # json | text. Empty means json in production, text elsewhere.
     log_format: str = Field("", validation_alias=AliasChoices("LOG_FORMAT", "log_format"))
