@@ -47,6 +47,8 @@ so webhooks reach the API without a socket. ASGITransport runs no lifespan: call
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import inspect
 import logging
 import random
 import re
@@ -230,9 +232,12 @@ class SimulatorState:
             out_of_order=webhooks.out_of_order,
             malformed=webhooks.malformed,
         )
+        # A fresh context: Bolna's webhooks are not part of the caller's trace, and the
+        # simulator must not pass the API's trace context back to it.
         task = asyncio.get_running_loop().create_task(
             self._play_webhooks(record, scenario, steps),
             name=f"bolna-sim-webhooks-{record.execution_id}",
+            context=contextvars.Context(),
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -357,7 +362,12 @@ def create_simulator_app(
         finally:
             await state.aclose()
 
-    app = FastAPI(title="Bolna simulator", lifespan=lifespan)
+    # FastAPI traces itself once a global tracer provider exists; the simulator stands in
+    # for a third party and must not add spans to the API's telemetry.
+    options: dict[str, Any] = {}
+    if "telemetry" in inspect.signature(FastAPI).parameters:  # FastAPI >= 0.16x
+        options["telemetry"] = {"tracing": False}
+    app = FastAPI(title="Bolna simulator", lifespan=lifespan, **options)
     app.state.sim = state
 
     @app.post("/call")
