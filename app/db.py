@@ -25,6 +25,7 @@ from sqlalchemy.orm import DeclarativeBase
 
 from app.config import Settings
 from app.errors import ServiceUnavailable
+from telemetry import capture_error
 
 
 class Base(DeclarativeBase):
@@ -89,6 +90,8 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         except BaseException as exc:
             await session.rollback()
             if is_database_unavailable(exc):
+                # The 503 handler reports nothing (an AppError): report the cause here.
+                capture_error(exc, feature="database")
                 raise ServiceUnavailable("The database is unavailable; try again shortly.") from exc
             raise
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from app.db import is_database_unavailable
 from telemetry import capture_error
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,9 @@ class Workers:
                 loop.failures += 1
                 loop.last_error = f"{type(exc).__name__}: {exc}"[:500]
                 log.exception("worker %s failed; it keeps running", loop.name)
-                capture_error(exc, feature=loop.feature, worker=loop.name)
+                # A database outage is one failure, however many loops run into it.
+                feature = "database" if is_database_unavailable(exc) else loop.feature
+                capture_error(exc, feature=feature, worker=loop.name)
             loop.runs += 1
             loop.last_run_at = datetime.now(UTC).isoformat()
             loop.wake.clear()

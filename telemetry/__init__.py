@@ -9,8 +9,8 @@ The only module the app imports for telemetry (spans themselves come from
     tele = telemetry.configure()                  # lifespan start (idempotent)
     tele.instrument_app(app); tele.instrument_engine(engine); tele.instrument_httpx(client)
 
-    telemetry.capture_error(exc, feature="calls.initiate", call_id=call.id)
-    with telemetry.report_errors(feature="webhooks.process"):
+    telemetry.capture_error(exc, feature="call_initiation", call_id=call.id)
+    with telemetry.report_errors(feature="webhook"):
         ...
     call.traceparent = telemetry.current_traceparent()
     links = telemetry.link_from_traceparent(call.traceparent)

@@ -275,7 +275,9 @@ class OtlpBackend:
     ) -> None:
         from opentelemetry.sdk._logs import LoggerProvider
         from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
-        from opentelemetry.sdk.resources import Resource
+
+        # Imported here: otel_setup imports this module (through the error policy).
+        from telemetry.otel_setup import build_resource
 
         settings = settings or TelemetrySettings()
         if exporter is None:
@@ -284,13 +286,9 @@ class OtlpBackend:
             exporter = OTLPLogExporter(
                 endpoint=_otlp_logs_endpoint(settings), headers=_otlp_headers(settings)
             )
-        resource = Resource.create(
-            {
-                attr.SERVICE_NAME: settings.service_name,
-                attr.SERVICE_VERSION: settings.service_version,
-                attr.DEPLOYMENT_ENVIRONMENT: settings.app_env,
-            }
-        )
+        # The spans' resource, service.instance.id included, so a backend can tell which
+        # process reported the error (a resource of its own would get a random id).
+        resource = build_resource(settings)
         self._provider: LoggerProvider = LoggerProvider(resource=resource, shutdown_on_exit=False)
         self._provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
         self._logger = self._provider.get_logger("telemetry.errors")
