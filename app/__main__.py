@@ -14,6 +14,8 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
+import re
 import secrets
 import sys
 from typing import Any
@@ -85,10 +87,26 @@ def cmd_create_user(args: argparse.Namespace) -> int:
     return 0
 
 
+class _RedactQuerySecrets(logging.Filter):
+    """uvicorn's access log prints the query string: keep the webhook token out of it."""
+
+    _secret = re.compile(r"((?:token|api_key|key)=)[^&\s\"]+", re.IGNORECASE)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                self._secret.sub(r"\1[REDACTED]", a) if isinstance(a, str) else a
+                for a in record.args
+            )
+        return True
+
+
 def _uvicorn_config(app: Any, host: str, port: int) -> Any:
     import uvicorn
 
-    return uvicorn.Config(app, host=host, port=port, log_level="info", lifespan="on")
+    config = uvicorn.Config(app, host=host, port=port, log_level="info", lifespan="on")
+    logging.getLogger("uvicorn.access").addFilter(_RedactQuerySecrets())
+    return config
 
 
 def _simulator_app(settings: Settings) -> Any:

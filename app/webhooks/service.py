@@ -66,6 +66,8 @@ async def store(sessionmaker: async_sessionmaker[AsyncSession], raw: bytes) -> W
         status = str(body.get("status") or "")[:32] or None
         if execution_id is None:
             problem = "The webhook payload has no execution id (`id` or `execution_id`)."
+        elif status is None:
+            problem = "The webhook payload has no `status`."
     except payload_mod.PayloadError as exc:
         problem = str(exc)
     async with sessionmaker() as session, session.begin():

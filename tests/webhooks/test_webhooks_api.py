@@ -202,3 +202,29 @@ async def test_a_stored_delivery_survives_a_restart_before_processing(settings):
 
         await eventually(state, lambda s: s and s[0] in ("unmatched", "orphaned"))
     assert execution_id
+
+
+async def test_payload_without_status_is_400_not_retried(stack: Stack):
+    response = await post_webhook(stack, {"id": "exec-x"})
+    assert response.status_code == 400
+    assert "status" in response.json()["detail"]
+    assert [d.state for d in await deliveries(stack)] == ["rejected"]
+
+
+def test_access_log_redacts_the_webhook_token():
+    import logging
+
+    from app.__main__ import _RedactQuerySecrets
+
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5", "POST", "/webhooks/bolna?token=s3cret&x=1", "1.1", 200),
+        None,
+    )
+    assert _RedactQuerySecrets().filter(record)
+    assert "s3cret" not in record.getMessage()
+    assert "token=[REDACTED]&x=1" in record.getMessage()
