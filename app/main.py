@@ -26,6 +26,8 @@ from app.auth.router import router as auth_router
 from app.bolna.client import BolnaClient
 from app.budget_store import DatabaseBudgetStore
 from app.calls.router import router as calls_router
+from app.campaigns.wiring import add_workers as add_campaign_workers
+from app.campaigns.wiring import install as install_campaigns
 from app.config import Settings, get_settings
 from app.contacts.router import router as contacts_router
 from app.credits.router import router as credits_router
@@ -121,11 +123,15 @@ def create_app(
             feature="webhook",
         )
         workers.add("telemetry_budget", BUDGET_SYNC_SECONDS, tel.sync_budget, feature="telemetry")
+        app.state.campaigns = add_campaign_workers(
+            workers, sessionmaker=sessionmaker, bolna=app.state.bolna, settings=settings
+        )
         if start_workers:
             workers.start()
         try:
             yield
         finally:
+            await app.state.campaigns.aclose()  # stop claiming; let dials in flight finish
             await workers.stop()
             await http.aclose()
             try:
@@ -154,5 +160,6 @@ def create_app(
         webhooks_router,
     ):
         app.include_router(router)
+    install_campaigns(app)
     tel.instrument_app(app)
     return app

@@ -8,6 +8,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+import app.campaigns.models
 import app.models  # noqa: F401  (registers the tables)
 from app.config import get_settings
 from app.db import Base
