@@ -35,8 +35,8 @@ import pytest
 from telemetry import attributes as attrs
 from telemetry.error_policy import SPAN_EVENT_NAME
 from tests.e2e.bugsink import BugsinkClient, Event
+from tests.e2e.loopback import Loopback, Users, loopback_servers
 from tests.e2e.otlp_receiver import OtlpReceiver, ReceivedSpan
-from tests.e2e.test_otlp_wire import Loopback, Users, loopback_servers
 from tests.faults import (
     CASES,
     PASSWORD,
