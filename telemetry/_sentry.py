@@ -7,11 +7,12 @@ when it is a traces backend, spans:
 - ``SENTRY_TRACES_MODE=otlp`` (default): spans go by OTLP/HTTP to the endpoint
   derived from the DSN (``otlp_target``); sentry-sdk's tracing stays off and its
   ``OTLPIntegration`` only links error events to the current OTel trace.
-- ``SENTRY_TRACES_MODE=span_processor``: sentry-sdk's ``SentrySpanProcessor`` turns
-  finished OTel spans into transactions (``instrumenter="otel"``); the OTel sampler
-  decides and Sentry keeps everything it is given (``traces_sample_rate=1.0``).
+- ``SENTRY_TRACES_MODE=span_processor``: ``_sentry_transactions.SentryTransactionExporter``
+  turns finished OTel spans into transactions in the batch thread, runs this client's
+  ``before_send_transaction`` and hands them to its transport: no Sentry-side sampling,
+  sentry-sdk's own tracing stays off here too, the OTel sampler decides.
 
-    init_sentry(settings, traces_mode_span_processor=False)
+    init_sentry(settings)
     endpoint, headers = otlp_target(settings.sentry_dsn)
 """
 
@@ -32,7 +33,6 @@ from opentelemetry.propagators.textmap import (
     default_getter,
     default_setter,
 )
-from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from sentry_sdk.integrations.otlp import OTLPIntegration
@@ -66,7 +66,6 @@ def otlp_target(dsn: str) -> tuple[str, dict[str, str]]:
 def init_sentry(
     settings: TelemetrySettings,
     *,
-    traces_mode_span_processor: bool,
     transport: Any = None,
 ) -> bool:
     """Initialise sentry-sdk for this process; False (and nothing done) without a DSN.
@@ -79,10 +78,9 @@ def init_sentry(
         return False
     from telemetry import error_policy
 
-    options: dict[str, Any] = {}
-    if traces_mode_span_processor:
-        # The OTel sampler already decided; Sentry keeps every span it is handed.
-        options.update(instrumenter="otel", traces_sample_rate=1.0)
+    # Both traces modes leave sentry-sdk's tracing off (no traces_sample_rate, default
+    # instrumenter): span-processor transactions reach the transport ready-made, with
+    # no Sentry-side sampling.
     sentry_sdk.init(
         dsn=settings.sentry_dsn,
         environment=settings.app_env,
@@ -103,17 +101,8 @@ def init_sentry(
         before_send=error_policy.sentry_before_send,
         before_send_transaction=error_policy.sentry_before_send_transaction,
         transport=transport,
-        **options,
     )
     return True
-
-
-def sentry_span_processor() -> SpanProcessor:
-    """sentry-sdk's ``SentrySpanProcessor`` (span-processor mode: ``init_sentry`` first)."""
-    from sentry_sdk.integrations.opentelemetry import SentrySpanProcessor
-
-    processor: SpanProcessor = SentrySpanProcessor()
-    return processor
 
 
 def close_sentry(timeout_s: float) -> None:

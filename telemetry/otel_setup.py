@@ -13,7 +13,8 @@ Configuration (standard ``OTEL_*`` meanings, see ``TelemetrySettings``):
   (``EXPORTERS``). Every exporter sits behind one scrubbing processor. An unknown name
   raises ValueError with one line listing the valid names.
 - ``SENTRY_TRACES_MODE``: ``otlp`` (OTLP/HTTP to Sentry's endpoint derived from
-  ``SENTRY_DSN``) or ``span_processor`` (sentry-sdk's ``SentrySpanProcessor``).
+  ``SENTRY_DSN``) or ``span_processor`` (finished spans become Sentry transactions in
+  the batch thread: ``SentryTransactionExporter``).
 - ``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG``: one sampling decision per
   trace, parent-based ratio by default (1.0 outside production, 0.1 in production).
 - ``none`` (or nothing configured): no recording provider, no instrumentation.
@@ -72,6 +73,7 @@ from opentelemetry.util.types import Attributes
 from telemetry import _instrumentation, _sentry, error_policy
 from telemetry import attributes as attr
 from telemetry._processors import ScrubbingSpanProcessor, format_console_span
+from telemetry._sentry_transactions import SentryTransactionExporter, envelope_endpoint
 from telemetry.logging import reset_logging, setup_logging
 from telemetry.settings import TelemetrySettings
 
@@ -105,7 +107,12 @@ def _sentry_exporters(settings: TelemetrySettings) -> list[Exporter]:
     if not settings.sentry_dsn:
         raise ValueError("OTEL_TRACES_EXPORTER=sentry needs SENTRY_DSN")
     if settings.sentry_traces_mode == "span_processor":
-        return [Exporter("sentry", _sentry.sentry_span_processor())]
+        # Transactions are built in the batch thread, off the request path.
+        endpoint = envelope_endpoint(settings.sentry_dsn)
+        exporter = SentryTransactionExporter(
+            environment=settings.app_env, release=settings.service_version
+        )
+        return [Exporter("sentry", BatchSpanProcessor(exporter), exporter, endpoint)]
     endpoint, headers = _sentry.otlp_target(settings.sentry_dsn)
     return [_otlp_exporter("sentry", endpoint, headers)]
 
@@ -612,7 +619,6 @@ def _build(
     sampler = build_sampler(settings)
     ratio = sampling_ratio(settings)
     sentry_traces = "sentry" in names
-    span_processor_mode = sentry_traces and settings.sentry_traces_mode == "span_processor"
     cleanup: list[Callable[[], None]] = []
     try:
         exporters = [exporter for name in names for exporter in EXPORTERS[name](settings)]
@@ -626,11 +632,7 @@ def _build(
 
         sentry_active = False
         if sentry_traces or settings.resolved_error_backend == "sentry":
-            sentry_active = _sentry.init_sentry(
-                settings,
-                traces_mode_span_processor=span_processor_mode,
-                transport=sentry_transport,
-            )
+            sentry_active = _sentry.init_sentry(settings, transport=sentry_transport)
             if sentry_active:
                 cleanup.append(lambda: _sentry.close_sentry(1.0))
 

@@ -96,11 +96,16 @@ def test_cli_migrate_and_create_user_print_a_usable_token(tmp_path):
 
 
 def test_cli_telemetry_status_prints_the_budget_as_json(tmp_path):
-    env = {"PATH": "/usr/bin:/bin", "APP_ENV": "production",
-           "JWT_SECRET": "x" * 40, "BOLNA_API_KEY": "real-key",
-           "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/status.db",
-           "ERROR_BUDGET_MONTHLY": "1234", "TELEMETRY_ERROR_BACKEND": "log",
-           "OTEL_TRACES_EXPORTER": "none"}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "APP_ENV": "production",
+        "JWT_SECRET": "x" * 40,
+        "BOLNA_API_KEY": "real-key",
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/status.db",
+        "ERROR_BUDGET_MONTHLY": "1234",
+        "TELEMETRY_ERROR_BACKEND": "log",
+        "OTEL_TRACES_EXPORTER": "none",
+    }
     assert run_cli("migrate", env=env).returncode == 0
     result = run_cli("telemetry", "status", env=env)
     assert result.returncode == 0, result.stderr

@@ -25,10 +25,10 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ParentBased, StaticSampler, TraceIdRatioBased
 from opentelemetry.trace import Link, SpanContext, StatusCode, TraceFlags
-from sentry_sdk.integrations.opentelemetry import SentrySpanProcessor
 
 from telemetry import otel_setup
 from telemetry._processors import ScrubbingSpanProcessor
+from telemetry._sentry_transactions import SentryTransactionExporter
 from telemetry.logging import JsonFormatter
 from telemetry.otel_setup import EXPORTERS, configure
 from telemetry.testing import (
@@ -83,18 +83,22 @@ def test_sentry_otlp_mode_exports_to_the_endpoint_derived_from_the_dsn() -> None
     assert not sentry_sdk.is_initialized()
 
 
-def test_sentry_span_processor_mode_uses_sentry_span_processor() -> None:
+def test_sentry_span_processor_mode_builds_transactions_in_the_batch_thread() -> None:
     settings = settings_for_tests(
         traces_exporter="sentry", sentry_dsn=FAKE_SENTRY_DSN, sentry_traces_mode="span_processor"
     )
     telemetry = configure(settings, set_global=False, sentry_transport=CapturingSentryTransport())
     try:
         (exporter,) = telemetry.exporters
-        assert isinstance(exporter.processor, SentrySpanProcessor)
+        assert exporter.name == "sentry"
+        assert isinstance(exporter.processor, BatchSpanProcessor)
+        assert isinstance(exporter.exporter, SentryTransactionExporter)
+        assert exporter.endpoint == "https://sentry.invalid/api/1/envelope/"
         assert gate_of(telemetry).processors == (exporter.processor,)
+        # The OTel sampler is the only decision: Sentry's own tracing stays off.
         options = sentry_sdk.get_client().options
-        assert options["instrumenter"] == "otel"
-        assert options["traces_sample_rate"] == 1.0  # the OTel sampler already decided
+        assert options["traces_sample_rate"] is None
+        assert options["instrumenter"] == "sentry"
     finally:
         telemetry.shutdown()
 
