@@ -74,6 +74,9 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(document, default=str, ensure_ascii=False)
 
 
+_NOISY_LOGGERS = ("httpx", "httpcore")
+
+
 def setup_logging(
     settings: TelemetrySettings, *, stream: IO[str] | None = None, level: int = logging.INFO
 ) -> None:
@@ -95,6 +98,11 @@ def setup_logging(
     root.addHandler(handler)
     if root.level == logging.NOTSET or root.level > level:
         root.setLevel(level)
+    # Per-request INFO lines from HTTP client libraries cost a formatted record per Bolna
+    # call and say nothing the spans don't; their warnings still show.
+    for noisy in _NOISY_LOGGERS:
+        if logging.getLogger(noisy).level == logging.NOTSET:
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     _handler = handler
 
 
