@@ -46,9 +46,13 @@ def create_engine(settings: Settings) -> AsyncEngine:
             # Let SQLAlchemy's "begin" below open transactions instead of the driver.
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            # Switching to WAL needs the database to itself; `migrate` does it once, so
+            # this is normally a read. Never switch when already in WAL.
+            cursor.execute("PRAGMA journal_mode")
+            if str(cursor.fetchone()[0]).lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
             cursor.close()
 
         @event.listens_for(engine.sync_engine, "begin")

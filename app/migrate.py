@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,12 +33,23 @@ def _outside_event_loop(fn: Callable[[], None]) -> None:
         pool.submit(fn).result()
 
 
+def _sqlite_path(database_url: str) -> str | None:
+    if not database_url.startswith("sqlite"):
+        return None
+    path = database_url.split("///", 1)[-1]
+    return path if path and path != ":memory:" else None
+
+
 def upgrade(database_url: str, revision: str = "head") -> None:
-    if database_url.startswith("sqlite"):
-        path = database_url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+    path = _sqlite_path(database_url)
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
     _outside_event_loop(lambda: command.upgrade(alembic_config(database_url), revision))
+    if path is not None:
+        # WAL is persistent: set it once here, while nothing else has the file open,
+        # rather than racing for an exclusive lock when the app's connections open.
+        with contextlib.closing(sqlite3.connect(path, timeout=30)) as connection:
+            connection.execute("PRAGMA journal_mode=WAL")
 
 
 def downgrade(database_url: str, revision: str) -> None:
