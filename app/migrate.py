@@ -11,6 +11,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,3 +56,19 @@ def upgrade(database_url: str, revision: str = "head") -> None:
 
 def downgrade(database_url: str, revision: str) -> None:
     _outside_event_loop(lambda: command.downgrade(alembic_config(database_url), revision))
+
+
+async def empty_postgres_tables(database_url: str) -> None:
+    """Delete every row of the app's tables on PostgreSQL (tests and benchmarks reuse one
+    migrated database). The table list comes from the models, so it cannot go stale."""
+    import app.campaigns.models
+    import app.models  # noqa: F401
+    from app.db import Base
+
+    tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    finally:
+        await engine.dispose()

@@ -15,18 +15,6 @@ from pathlib import Path
 from sqlalchemy import URL, make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-TABLES = (
-    "campaign_items",
-    "campaigns",
-    "credit_ledger",
-    "webhook_deliveries",
-    "calls",
-    "contacts",
-    "agents",
-    "telemetry_budget",
-    "users",
-)
-
 
 def sqlite_template(run_dir: Path) -> Path:
     from app.migrate import upgrade
@@ -59,10 +47,10 @@ def postgres_url() -> str | None:
     bench = base.set(database=f"{base.database}_bench")
     asyncio.run(_create_database(base, bench.database or "app_bench"))
     bench_url = bench.render_as_string(hide_password=False)
-    from app.migrate import upgrade
+    from app.migrate import empty_postgres_tables, upgrade
 
     upgrade(bench_url)
-    asyncio.run(_truncate(bench_url))
+    asyncio.run(empty_postgres_tables(bench_url))
     return bench_url
 
 
@@ -75,25 +63,5 @@ async def _create_database(base: URL, name: str) -> None:
             )
             if not exists:
                 await connection.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        await engine.dispose()
-
-
-async def _truncate(url: str) -> None:
-    engine = create_async_engine(url)
-    try:
-        async with engine.begin() as connection:
-            existing = set(
-                (
-                    await connection.execute(
-                        text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
-                    )
-                ).scalars()
-            )
-            tables = [t for t in TABLES if t in existing]
-            if tables:
-                await connection.execute(
-                    text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
-                )
     finally:
         await engine.dispose()

@@ -16,29 +16,16 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.config import Settings
 from app.main import create_app
-from app.migrate import upgrade
+from app.migrate import empty_postgres_tables, upgrade
 from app.simulator import create_simulator_app, simulator_state
 from telemetry.settings import TelemetrySettings
 from tests.pg import check_postgres_marker, postgres_param, require_postgres
 
 API_BASE = "http://api.test"
 BOLNA_BASE = "http://bolna.test"
-TABLES_IN_TRUNCATE_ORDER = (
-    "campaign_items",
-    "campaigns",
-    "credit_ledger",
-    "webhook_deliveries",
-    "calls",
-    "contacts",
-    "agents",
-    "telemetry_budget",
-    "users",
-)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -60,26 +47,6 @@ def migrated_postgres() -> str:
     return url
 
 
-async def _truncate(url: str) -> None:
-    engine = create_async_engine(url)
-    try:
-        async with engine.begin() as connection:
-            existing = set(
-                (
-                    await connection.execute(
-                        text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
-                    )
-                ).scalars()
-            )
-            tables = [t for t in TABLES_IN_TRUNCATE_ORDER if t in existing]
-            if tables:
-                await connection.execute(
-                    text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
-                )
-    finally:
-        await engine.dispose()
-
-
 def _sqlite_copy(template: Path, tmp_path: Path) -> str:
     path = tmp_path / "app.db"
     shutil.copyfile(template, path)
@@ -99,7 +66,7 @@ async def database_url(
     if request.param == "sqlite":
         return _sqlite_copy(sqlite_template, tmp_path)
     url = request.getfixturevalue("migrated_postgres")
-    await _truncate(url)
+    await empty_postgres_tables(url)
     return str(url)
 
 
