@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import Link, Status, StatusCode, format_span_id, format_trace_id
 from opentelemetry.util.types import Attributes
 
+from telemetry import _tap
 from telemetry.scrubbing import scrub, scrub_attributes
 
 logger = logging.getLogger(__name__)
@@ -121,6 +122,8 @@ class ScrubbingSpanProcessor(SpanProcessor):
         except Exception:
             self._warn("span %r dropped: scrubbing failed", span.name)
             return
+        if _tap.observers:
+            _tap.emit("span", clean)
         for processor in self._processors:
             processor.on_end(clean)
 

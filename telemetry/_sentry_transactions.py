@@ -44,6 +44,8 @@ from sentry_sdk.envelope import Envelope
 from sentry_sdk.tracing import get_span_status_from_http_code
 from sentry_sdk.utils import BadDsn, Dsn, format_timestamp
 
+from telemetry import _tap
+
 logger = logging.getLogger(__name__)
 
 SDK_NAME: Final = "telemetry.sentry_transactions"
@@ -248,6 +250,8 @@ class SentryTransactionExporter(SpanExporter):
                 }
             )
             envelope.add_transaction(event)  # type: ignore[arg-type]
+            if _tap.observers:
+                _tap.emit("sentry_transaction", event)
             transport.capture_envelope(envelope)
             self.sent += 1
             return True

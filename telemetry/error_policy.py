@@ -52,6 +52,7 @@ from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
 from opentelemetry.trace import Status, StatusCode
 
+from telemetry import _tap
 from telemetry import attributes as attr
 from telemetry._auth_signals import record_auth_failure, record_auth_success
 from telemetry._backends import (
@@ -510,6 +511,8 @@ class ErrorPolicy:
         attributes: Mapping[str, object],
     ) -> None:
         report = build_report(decision, feature, exc, message, attributes)
+        if _tap.observers:
+            _tap.emit("error_report", report)
         if decision.outcome == "logged":
             log_report(report, outcome=decision.outcome, reason=decision.reason)
             return
@@ -781,10 +784,16 @@ def status() -> PolicyStatus:
 def sentry_before_send(event: Event, hint: Hint) -> Event | None:
     """sentry-sdk ``before_send``: integration events go through the same policy."""
     if sending_decided_event.get():
-        return event  # built by our SentryBackend: decided and scrubbed already
+        # Built by our SentryBackend: decided and scrubbed already.
+        if _tap.observers:
+            _tap.emit("sentry_event", event)
+        return event
     policy = _policy or get_policy()
     try:
-        return cast("Event | None", policy.before_send(cast(dict[str, Any], event), hint))
+        decided = cast("Event | None", policy.before_send(cast(dict[str, Any], event), hint))
+        if decided is not None and _tap.observers:
+            _tap.emit("sentry_event", decided)
+        return decided
     except Exception:
         if policy._strict:
             raise
@@ -795,12 +804,15 @@ def sentry_before_send(event: Event, hint: Hint) -> Event | None:
 def sentry_before_send_transaction(event: Event, hint: Hint) -> Event | None:
     """sentry-sdk ``before_send_transaction``: transactions are scrubbed like everything else."""
     try:
-        return cast("Event", scrub_event(cast(dict[str, Any], event)))
+        scrubbed = cast("Event", scrub_event(cast(dict[str, Any], event)))
     except Exception:
         if (_policy or get_policy())._strict:
             raise
         _log.exception("telemetry: before_send_transaction failed; the transaction is dropped")
         return None
+    if _tap.observers:
+        _tap.emit("sentry_transaction", scrubbed)
+    return scrubbed
 
 
 # --- report_errors -------------------------------------------------------------------

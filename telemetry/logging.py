@@ -6,7 +6,7 @@
 Records get ``trace_id`` and ``span_id`` (hex, empty outside a span) from a log-record
 factory, so every handler sees them, pytest's ``caplog`` included. Output is JSON lines
 in production (``LOG_FORMAT=json``; message, exception and extras scrubbed) and
-readable text elsewhere. Under ``APP_ENV=test`` no handler is installed (pytest owns
+readable (also scrubbed) text elsewhere. Under ``APP_ENV=test`` no handler is installed (pytest owns
 logging). ``reset_logging()`` undoes it.
 """
 
@@ -21,7 +21,7 @@ from typing import IO, Any, Final
 
 from opentelemetry import trace
 
-from telemetry.scrubbing import scrub
+from telemetry.scrubbing import scrub, scrub_text
 from telemetry.settings import TelemetrySettings
 
 _TEXT_FORMAT: Final = (
@@ -32,6 +32,8 @@ _STANDARD_FIELDS: Final = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
     | {"message", "asctime", "trace_id", "span_id", "taskName"}
 )
+
+_MAX_LINE: Final = 64 * 1024  # a log line with a traceback is long; keep it whole
 
 RecordFactory = Callable[..., logging.LogRecord]
 
@@ -93,7 +95,7 @@ def setup_logging(
         root.removeHandler(_handler)
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(
-        JsonFormatter() if settings.resolved_log_format == "json" else _TextFormatter()
+        JsonFormatter() if settings.resolved_log_format == "json" else TextFormatter()
     )
     root.addHandler(handler)
     if root.level == logging.NOTSET or root.level > level:
@@ -119,11 +121,13 @@ def reset_logging() -> None:
         _handler = None
 
 
-class _TextFormatter(logging.Formatter):
+class TextFormatter(logging.Formatter):
+    """Readable lines for development; scrubbed like the JSON lines."""
+
     def __init__(self) -> None:
         super().__init__(_TEXT_FORMAT)
 
     def format(self, record: logging.LogRecord) -> str:
         if not hasattr(record, "trace_id"):  # a record made before setup_logging
             record.trace_id = record.span_id = ""
-        return super().format(record)
+        return scrub_text(super().format(record), max_length=_MAX_LINE)

@@ -36,6 +36,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from sentry_sdk.envelope import Envelope
 from sentry_sdk.transport import Transport
 
+from telemetry import _tap
+from telemetry.logging import JsonFormatter, TextFormatter
 from telemetry.otel_setup import Telemetry, configure, current
 from telemetry.settings import TelemetrySettings
 
@@ -46,6 +48,8 @@ __all__ = [
     "CapturingSentryTransport",
     "SpanCapture",
     "capture_spans",
+    "observe_exports",
+    "render_log_record",
     "settings_for_tests",
 ]
 
@@ -141,3 +145,33 @@ class CapturingSentryTransport(Transport):
     @property
     def transactions(self) -> list[dict[str, Any]]:
         return self._payloads("transaction")
+
+
+@contextmanager
+def observe_exports(
+    observer: _tap.Observer | None = None,
+) -> Iterator[list[tuple[str, object]]]:
+    """Everything handed to an exporter, error backend or Sentry while the block runs.
+
+    Yields a list of ``(kind, payload)`` (see ``telemetry._tap`` for the kinds); with
+    ``observer`` given, calls it instead of collecting (the list stays empty).
+    """
+    seen: list[tuple[str, object]] = []
+
+    def collect(kind: str, payload: object) -> None:
+        seen.append((kind, payload))
+
+    chosen = observer if observer is not None else collect
+    _tap.observers.append(chosen)
+    try:
+        yield seen
+    finally:
+        _tap.observers.remove(chosen)
+
+
+_EXPORT_FORMATTERS: Final = (JsonFormatter(), TextFormatter())
+
+
+def render_log_record(record: Any) -> list[str]:
+    """A log record as each production formatter would write it (JSON lines, text)."""
+    return [formatter.format(record) for formatter in _EXPORT_FORMATTERS]
