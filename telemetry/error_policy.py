@@ -36,7 +36,6 @@ and the app's worker), and the auth signals ``record_auth_failure``/``record_aut
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
 import logging
@@ -207,13 +206,34 @@ def _remember_sent(state: PolicyState, fingerprint: tuple[str, ...], now: float)
     seen[fingerprint] = _Seen(now)
 
 
+_NORMALIZED_LEVELS: Final[dict[str, str]] = {name: name for name in LEVELS}
+
+
 def normalize_level(level: str) -> str:
     """``critical`` -> ``fatal``, ``warn`` -> ``warning``; unknown levels raise ValueError."""
+    known = _NORMALIZED_LEVELS.get(level)
+    if known is not None:
+        return known
     name = level.lower()
     name = _LEVEL_ALIASES.get(name, name)
     if name not in LEVELS:
         raise ValueError(f"unknown level {level!r}; valid levels: {', '.join(LEVELS)}")
     return name
+
+
+def _declared_level(exc: BaseException) -> str:
+    """The level ``exc`` declares, or "error".
+
+    A level the exception declares is data, not a call-site bug: if it is not one we
+    know, report at "error" rather than lose the error.
+    """
+    declared = getattr(exc, "level", None)
+    if not isinstance(declared, str):
+        return "error"
+    try:
+        return normalize_level(declared)
+    except ValueError:
+        return "error"
 
 
 def _first_int(obj: object, names: tuple[str, ...]) -> int | None:
@@ -248,11 +268,21 @@ def _endpoint(exc: BaseException | None, attributes: Mapping[str, object]) -> st
     return None if value is None else str(value)
 
 
+_qualified_names: dict[type[BaseException], str] = {}
+_MAX_CACHED_NAMES: Final = 1024
+
+
 def _qualified_name(exc_type: type[BaseException]) -> str:
-    module = exc_type.__module__
-    if module == "builtins":
-        return exc_type.__qualname__
-    return f"{module}.{exc_type.__qualname__}"
+    name = _qualified_names.get(exc_type)
+    if name is None:
+        module = exc_type.__module__
+        name = (
+            exc_type.__qualname__ if module == "builtins" else f"{module}.{exc_type.__qualname__}"
+        )
+        if len(_qualified_names) >= _MAX_CACHED_NAMES:  # classes made on the fly
+            _qualified_names.clear()
+        _qualified_names[exc_type] = name
+    return name
 
 
 def _already_captured(exc: BaseException) -> bool:
@@ -273,8 +303,11 @@ def _already_captured(exc: BaseException) -> bool:
 
 
 def _mark(exc: BaseException, decision: Decision) -> None:
-    with contextlib.suppress(AttributeError, TypeError):  # __slots__ without __dict__
+    # A plain try: contextlib.suppress costs more than the setattr it guards (hot path).
+    try:  # noqa: SIM105
         setattr(exc, _MARK, decision)
+    except (AttributeError, TypeError):  # __slots__ without __dict__
+        pass
 
 
 def exception_context(
@@ -286,24 +319,38 @@ def exception_context(
     attributes: Mapping[str, object],
     now: float,
 ) -> CaptureContext:
-    """Read what the policy needs from an exception (attributes, never its message)."""
+    """Read what the policy needs from an exception (attributes, never its message).
+
+    The drops ``decide`` makes before it looks at the fingerprint (already captured,
+    expected, a client 4xx) get the short one, feature + class: no endpoint or status
+    is looked up for an error that is not going anywhere.
+    """
     exc_type = type(exc)
     fingerprint: tuple[str, ...] = (feature, _qualified_name(exc_type))
-    endpoint = _endpoint(exc, attributes)
-    if endpoint is not None:
-        cause_status = _cause_status(exc, attributes)
-        if cause_status is not None:
-            fingerprint = (*fingerprint, endpoint, str(cause_status))
+    already_captured = _already_captured(exc)
+    expected = getattr(exc, "expected", False) is True
+    response_status = _first_int(exc, _RESPONSE_STATUS_ATTRS)
+    cheap_drop = (
+        already_captured
+        or expected
+        or (response_status is not None and 400 <= response_status <= 499 and not level_forced)
+    )
+    if not cheap_drop:
+        endpoint = _endpoint(exc, attributes)
+        if endpoint is not None:
+            cause_status = _cause_status(exc, attributes)
+            if cause_status is not None:
+                fingerprint = (*fingerprint, endpoint, str(cause_status))
     return CaptureContext(
         feature=feature,
         level=level,
         fingerprint=fingerprint,
         now=now,
         error_type=exc_type.__qualname__,
-        expected=getattr(exc, "expected", False) is True,
-        response_status=_first_int(exc, _RESPONSE_STATUS_ATTRS),
+        expected=expected,
+        response_status=response_status,
         level_forced=level_forced,
-        already_captured=_already_captured(exc),
+        already_captured=already_captured,
     )
 
 
@@ -337,10 +384,15 @@ class _DecisionCounter:
 
     def add(self, outcome: str, reason: str, level: str, feature: str) -> None:
         key = (outcome, reason, level, feature)
+        counts = self._counts
         with self._lock:
-            if key not in self._counts and len(self._counts) >= self._MAX_SERIES:
-                key = (outcome, reason, level, "_other")
-            self._counts[key] = self._counts.get(key, 0) + 1
+            count = counts.get(key)
+            if count is None:
+                count = 0
+                if len(counts) >= self._MAX_SERIES:
+                    key = (outcome, reason, level, "_other")
+                    count = counts.get(key, 0)
+            counts[key] = count + 1
 
     def _observe(self, options: CallbackOptions) -> Iterable[Observation]:
         with self._lock:
@@ -410,6 +462,12 @@ class ErrorPolicy:
         self, exc: BaseException, *, feature: str, level: str | None = None, **attributes: object
     ) -> Decision:
         """Decide about ``exc`` and, if it is to be sent, send it. Never raises (but in tests)."""
+        return self.capture_error_with(exc, feature, level, attributes)
+
+    def capture_error_with(
+        self, exc: BaseException, feature: str, level: str | None, attributes: dict[str, object]
+    ) -> Decision:
+        """``capture_error`` with the attributes as a dict (no keyword re-packing)."""
         try:
             return self._capture_error(exc, feature, level, attributes)
         except Exception:
@@ -439,20 +497,10 @@ class ErrorPolicy:
         level: str | None,
         attributes: dict[str, object],
     ) -> Decision:
-        if level is None:
-            # A level the exception declares is data, not a call-site bug: if it is not one
-            # we know, report at "error" rather than lose the error.
-            declared = getattr(exc, "level", None)
-            resolved = "error"
-            if isinstance(declared, str):
-                with contextlib.suppress(ValueError):
-                    resolved = normalize_level(declared)
-        else:
-            resolved = normalize_level(level)
         ctx = exception_context(
             exc,
             feature=feature,
-            level=resolved,
+            level=_declared_level(exc) if level is None else normalize_level(level),
             level_forced=level is not None,
             attributes=attributes,
             now=self._clock(),
@@ -761,7 +809,7 @@ def capture_error(
     (``call_source``, ``campaign_id``, ``endpoint``, ``http_status``) and context ids,
     all scrubbed. Returns the decision; never raises (except under ``APP_ENV=test``).
     """
-    return (_policy or get_policy()).capture_error(exc, feature=feature, level=level, **attributes)
+    return (_policy or get_policy()).capture_error_with(exc, feature, level, attributes)
 
 
 def capture_message(message: str, *, feature: str, level: str, **attributes: object) -> Decision:
