@@ -2,8 +2,9 @@
 
 Every span leaves the process through one ``ScrubbingSpanProcessor``: it scrubs a
 finished span once (attributes, event and link attributes, status text) and hands
-the scrubbed copy to each exporter's own processor, so no exporter ever sees raw
-values. Sentry's ``before_send*`` hooks never see OTLP spans, hence this gate.
+the scrubbed copy (or the span itself, when there was nothing to scrub) to each
+exporter's own processor, so no exporter ever sees raw values. Sentry's
+``before_send*`` hooks never see OTLP spans, hence this gate.
 
     gate = ScrubbingSpanProcessor([BatchSpanProcessor(OTLPSpanExporter(...))])
     provider.add_span_processor(gate)
@@ -21,7 +22,7 @@ from opentelemetry.trace import Link, Status, StatusCode, format_span_id, format
 from opentelemetry.util.types import Attributes
 
 from telemetry import _tap
-from telemetry.scrubbing import scrub, scrub_attributes
+from telemetry.scrubbing import scrub, scrub_attributes_if_changed
 
 logger = logging.getLogger(__name__)
 
@@ -70,26 +71,42 @@ class _ScrubbedSpan(ReadableSpan):
         return self._original.dropped_links
 
 
-def _scrubbed(attributes: Attributes) -> Attributes:
+def _scrubbed(attributes: Attributes) -> Attributes | None:
+    """The scrubbed attributes, or None when there is nothing to change."""
     if not attributes:
-        return attributes
-    return scrub_attributes(attributes)
+        return None
+    return scrub_attributes_if_changed(attributes)
 
 
 def scrub_span(span: ReadableSpan) -> ReadableSpan:
-    """Return a copy of ``span`` whose attributes, events, links and status text are scrubbed."""
-    events = tuple(
-        Event(event.name, _scrubbed(event.attributes), event.timestamp) for event in span.events
-    )
-    links = tuple(
-        Link(link.context, _scrubbed(link.attributes)) if link.attributes else link
-        for link in span.links
-    )
+    """``span`` itself when it holds nothing to scrub, else a copy whose attributes,
+    events, links and status text are scrubbed."""
+    attributes = _scrubbed(span.attributes)
+    events: list[Event] | None = None
+    for index, event in enumerate(span.events):
+        clean = _scrubbed(event.attributes)
+        if clean is not None:
+            events = events if events is not None else list(span.events)
+            events[index] = Event(event.name, clean, event.timestamp)
+    links: list[Link] | None = None
+    for index, link in enumerate(span.links):
+        clean = _scrubbed(link.attributes)
+        if clean is not None:
+            links = links if links is not None else list(span.links)
+            links[index] = Link(link.context, clean)
     status = span.status
     if status.description:
-        status = Status(status.status_code, str(scrub(status.description)))
+        description = str(scrub(status.description))
+        if description != status.description:
+            status = Status(status.status_code, description)
+    if attributes is None and events is None and links is None and status is span.status:
+        return span
     return _ScrubbedSpan(
-        span, attributes=_scrubbed(span.attributes), events=events, links=links, status=status
+        span,
+        attributes=span.attributes if attributes is None else attributes,
+        events=tuple(span.events if events is None else events),
+        links=tuple(span.links if links is None else links),
+        status=status,
     )
 
 

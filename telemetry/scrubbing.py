@@ -6,7 +6,8 @@ Pure functions, no I/O, cheap when there is nothing to scrub.
     scrub({"password": "x", "to": "+919876543210"})
     # {'password': '[REDACTED]', 'to': '+********3210'}
     scrub_text("Authorization: Bearer eyJhbGciOi...")   # 'Authorization: [REDACTED]'
-    scrub_attributes(span.attributes)                    # the span processor's entry point
+    scrub_attributes(span.attributes)                    # a scrubbed copy
+    scrub_attributes_if_changed(span.attributes)         # None if nothing to scrub
 
 Rules:
 
@@ -33,6 +34,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from functools import lru_cache
+from itertools import islice
 from typing import Any, Final
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "REDACTED",
     "scrub",
     "scrub_attributes",
+    "scrub_attributes_if_changed",
     "scrub_event",
     "scrub_text",
 ]
@@ -182,12 +185,18 @@ def _scrub_text(s: str) -> str:
     return s
 
 
+# Long strings that repeat verbatim (SQL statements: SQLAlchemy caches the compiled text)
+# are scrubbed once: a dict lookup on a cached hash instead of a dozen scans.
+_CACHED_TEXT_MIN: Final = 64
+_scrub_text_cached: Final = lru_cache(maxsize=512)(_scrub_text)
+
+
 def scrub_text(s: str, max_length: int = MAX_STRING_LENGTH) -> str:
     """Mask phone numbers and redact tokens inside ``s``; cut it to ``max_length``."""
     if len(s) < 7:  # too short to hold a phone number, a JWT or "token=x"
         return s
     if len(s) <= max_length:
-        return _scrub_text(s)
+        return _scrub_text_cached(s) if len(s) >= _CACHED_TEXT_MIN else _scrub_text(s)
     head = _scrub_text(s[: max_length + _SCRUB_MARGIN])
     return f"{head[:max_length]}…[truncated {len(s) - max_length} chars]"
 
@@ -298,22 +307,37 @@ def _scrub_attribute(key: str, value: object) -> object:
     return _scrub(value, None, 0, frozenset())  # log records allow maps and bytes too
 
 
-def scrub_attributes(attrs: Mapping[str, object]) -> dict[str, Any]:
-    """Scrub OpenTelemetry span/log attributes; values keep their OTel-valid types.
+def _scrub_attribute_value(key: str, value: object) -> object:
+    # The common case (short strings, small numbers, ordinary keys) costs one cached key
+    # lookup and one type check.
+    if _key_class(key) != _PLAIN:
+        return _scrub_attribute(key, value)
+    if isinstance(value, str):
+        return scrub_text(value) if len(value) >= 7 else value
+    if isinstance(value, bool | float) or value is None:
+        return value
+    if isinstance(value, int):
+        return _scrub_int(value) if value >= 1_000_000_000 else value
+    return _scrub_attribute(key, value)
 
-    The common case (short strings, small numbers, ordinary keys) costs one cached key
-    lookup and one type check per attribute.
+
+def scrub_attributes_if_changed(attrs: Mapping[str, object]) -> dict[str, Any] | None:
+    """The scrubbed attributes, or None when scrubbing changes nothing (no copy made).
+
+    Most spans carry nothing to scrub: the span processor then exports them as they are.
     """
-    out: dict[str, Any] = {}
-    for key, value in attrs.items():
-        if _key_class(key) != _PLAIN:
-            out[key] = _scrub_attribute(key, value)
-        elif isinstance(value, str):
-            out[key] = scrub_text(value) if len(value) >= 7 else value
-        elif isinstance(value, bool | float) or value is None:
-            out[key] = value
-        elif isinstance(value, int):
-            out[key] = _scrub_int(value) if value >= 1_000_000_000 else value
-        else:
-            out[key] = _scrub_attribute(key, value)
+    out: dict[str, Any] | None = None
+    for index, (key, value) in enumerate(attrs.items()):
+        clean = _scrub_attribute_value(key, value)
+        if out is None:
+            if clean is value or (type(clean) is type(value) and clean == value):
+                continue
+            out = dict(islice(attrs.items(), index))  # the unchanged ones before it
+        out[key] = clean
     return out
+
+
+def scrub_attributes(attrs: Mapping[str, object]) -> dict[str, Any]:
+    """Scrub OpenTelemetry span/log attributes; values keep their OTel-valid types."""
+    clean = scrub_attributes_if_changed(attrs)
+    return dict(attrs) if clean is None else clean

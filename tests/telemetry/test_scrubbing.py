@@ -14,6 +14,7 @@ from telemetry.scrubbing import (
     REDACTED,
     scrub,
     scrub_attributes,
+    scrub_attributes_if_changed,
     scrub_event,
     scrub_text,
 )
@@ -291,3 +292,23 @@ def test_phone_numbers_in_nested_values_and_attributes_are_masked(
     assert digits_of(scrub(nested)).replace(digits[-4:], "") == ""
     attrs = scrub_attributes({f"app.{key}": text, "list": (text, "x")})
     assert digits_of(attrs).replace(digits[-4:], "") == ""
+
+
+def test_attributes_with_nothing_to_scrub_are_not_copied() -> None:
+    statement = "SELECT calls.id, calls.status FROM calls WHERE calls.idempotency_key = ?"
+    clean = {"db.statement": statement, "app.call.id": 42, "ok": True, "ids": ("a", "b")}
+    assert scrub_attributes_if_changed(clean) is None
+    assert scrub_attributes(clean) == clean
+    dirty = {**clean, "to": PHONE, "password": "x"}
+    changed = scrub_attributes_if_changed(dirty)
+    assert changed is not None
+    assert list(changed) == list(dirty)  # same keys, same order
+    assert changed["to"] == "+********3210" and changed["password"] == REDACTED
+    assert changed["db.statement"] == statement
+
+
+def test_a_long_text_seen_again_is_scrubbed_the_same() -> None:
+    text = f"calling {PHONE} with Authorization: Bearer abc.def.ghi " + "x" * 80
+    first = scrub_text(text)
+    assert first == scrub_text(text) == scrub_text(str(text))
+    assert "9876543210" not in first and "abc.def.ghi" not in first
