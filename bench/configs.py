@@ -9,7 +9,7 @@ processor's serialisation and HTTP cost is paid as in production.
   (the noise floor of the run);
 - ``otel100`` / ``otel10``: OTel with our light hooks, OTLP/HTTP through the batch
   processor, sampling 100% / 10%;
-- ``otel100_stock``: as ``otel100`` with the contrib FastAPI and SQLAlchemy instrumentors
+- ``otel100_stock``: as ``otel100`` with the contrib FastAPI, SQLAlchemy and httpx instrumentors
   (``instrument_app(stock=True)``), the "stock" reference the issue quotes;
 - ``otel100_noop``: 100%, spans through the scrubbing gate into an exporter that does
   nothing (no batch thread, no encoding): the on-request-path share of ``otel100``;

@@ -3,7 +3,7 @@
 Each variant (``bench.variants``) is a worker of its own; in-process webhook and call
 requests in interleaved rounds; figures are CPU time per request (all threads), which
 load on the machine disturbs less than latency. The ratio is over telemetry off in the
-same run. Variants marked *trial* are fixes tried in the bench before being proposed.
+same run.
 """
 
 from __future__ import annotations
@@ -19,26 +19,33 @@ from bench.procs import Worker
 from bench.report import Section, table, times
 from bench.stats import DASH, fmt, ratio
 
-# name -> (configuration, patches, description)
-VARIANTS: dict[str, tuple[str, list[str], str]] = {
-    "off": ("off", [], "telemetry off (baseline)"),
-    "otel100": ("otel100", [], "OTel 100%, as shipped"),
-    "otel100_noop": ("otel100_noop", [], "100%, no-op exporter: no batch thread, no encoding"),
-    "otel100-no_sql": ("otel100", ["no_sql"], "100% without SQL spans"),
-    "otel100+skip_tx+fast_scrub": (
-        "otel100",
-        ["sql_skip_tx", "scrub_fast_path"],
-        "trial: no span for BEGIN/SAVEPOINT/RELEASE + scrubbing fast path",
+# name -> (configuration, patches, telemetry settings changed, description)
+VARIANTS: dict[str, tuple[str, list[str], dict[str, Any], str]] = {
+    "off": ("off", [], {}, "telemetry off (baseline)"),
+    "otel100": ("otel100", [], {}, "OTel 100%, as shipped (SQL as db.query events)"),
+    "otel100_noop": (
+        "otel100_noop",
+        [],
+        {},
+        "100%, no-op exporter: no batch thread, no encoding",
     ),
-    "otel100+sql_events": (
+    "otel100+sql_spans": (
         "otel100",
-        ["sql_as_events", "scrub_fast_path"],
-        "trial: SQL as events on the parent span + scrubbing fast path",
+        [],
+        {"sql_spans": "spans"},
+        "100%, a span per SQL statement (TELEMETRY_SQL_SPANS=spans)",
     ),
-    "otel10": ("otel10", [], "OTel 10%, as shipped"),
+    "otel100-no_sql": (
+        "otel100",
+        [],
+        {"sql_spans": "off"},
+        "100%, no SQL (TELEMETRY_SQL_SPANS=off)",
+    ),
+    "otel10": ("otel10", [], {}, "OTel 10%, as shipped"),
     "otel10-no_sql-no_httpx": (
         "otel10",
-        ["no_sql", "no_httpx"],
+        ["no_httpx"],
+        {"sql_spans": "off"},
         "10% without SQL hooks and httpx instrumentation",
     ),
 }
@@ -73,10 +80,10 @@ async def run(ctx: Context) -> DiagnoseResult:
     pools = {"diag": workload.calls_needed(warmup + rounds * batch)}
 
     async def start(name: str) -> Worker | BaseException:
-        config, patches, _ = VARIANTS[name]
+        config, patches, changed, _ = VARIANTS[name]
         try:
             return await ctx.start_worker(
-                f"diag-{name}", config=config, pools=pools, patches=patches
+                f"diag-{name}", config=config, pools=pools, patches=patches, telemetry=changed
             )
         except Exception as exc:
             return exc
@@ -110,7 +117,7 @@ def section(result: DiagnoseResult) -> Section:
     if not result.series:
         return "### 1b. Where the overhead comes from\n\nnot measured in quick mode.\n", []
     rows = []
-    for name, (_, _, description) in VARIANTS.items():
+    for name, (_, _, _, description) in VARIANTS.items():
         cells = [f"`{name}`", description]
         for case in CASES:
             series = result.series.get(case)
@@ -136,8 +143,7 @@ def section(result: DiagnoseResult) -> Section:
             "One part of telemetry removed or changed per worker (`bench.variants`); CPU "
             "time per in-process request, all threads. A full garbage collection now and "
             "then lands in one worker's window and not another's: *ratio without GC* "
-            "leaves the collector out and is the steadier figure. *trial* rows are "
-            "candidate fixes patched in at run time by the bench, not shipped code.",
+            "leaves the collector out and is the steadier figure.",
             "",
             table(
                 [

@@ -135,7 +135,10 @@ class Worker:
             **spec.get("settings", {}),
         )
         self.seeded = await seed(self.settings, spec["tag"], spec.get("pools", {}))
-        tel_settings = telemetry_settings(name, endpoints)
+        # Telemetry settings a diagnostic variant changes (e.g. sql_spans="spans").
+        tel_settings = telemetry_settings(name, endpoints).model_copy(
+            update=spec.get("telemetry", {})
+        )
         patches: list[str] = spec.get("patches", [])
         if patches:
             from bench import variants
@@ -333,6 +336,7 @@ def configure_telemetry(
         # The contrib instrumentors instead of our light hooks (bench-only, on this object).
         tel.instrument_app = functools.partial(type(tel).instrument_app, tel, stock=True)  # type: ignore[method-assign]
         tel.instrument_engine = functools.partial(type(tel).instrument_engine, tel, stock=True)  # type: ignore[method-assign]
+        tel.instrument_httpx = functools.partial(type(tel).instrument_httpx, tel, stock=True)  # type: ignore[method-assign]
     return tel
 
 

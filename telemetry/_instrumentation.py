@@ -1,12 +1,12 @@
 """Instrumentation of the three libraries on the request path, each given the provider.
 
     undo_app = instrument_fastapi(app, provider, excluded_urls="/health")
-    undo_sql = instrument_sqlalchemy(async_engine, provider)   # or a sync Engine
+    undo_sql = instrument_sqlalchemy(async_engine, provider, mode="events")  # or an Engine
     undo_http = instrument_httpx(client, provider)
     ...
     undo_app(); undo_sql(); undo_http()
 
-FastAPI and SQLAlchemy use light hooks of our own by default: the stock contrib
+FastAPI, SQLAlchemy and httpx use light hooks of our own by default: the stock contrib
 instrumentors match routes, build attributes, parse SQL and record metrics for every
 request, sampled or not. Ours decide first and do nothing more for a request that is
 not recorded (one non-recording server span, so the sampling decision still
@@ -19,11 +19,18 @@ What is recorded:
   ``http.response.status_code``; 5xx or an unhandled exception sets status ERROR and
   ``error.type`` (the exception is recorded as an event). URLs matching
   ``excluded_urls`` (comma list of regexes, searched in the path) get no span.
-- one CLIENT span per SQL statement executed inside a sampled trace (SQL outside any
-  trace is not traced), named after the operation, with ``db.system``,
-  ``db.statement`` (parameterised: placeholders, no values), ``db.operation``.
-- one CLIENT span per httpx request (contrib instrumentation), which also injects
-  ``traceparent`` (and ``sentry-trace`` when configured) through the global propagator.
+- SQL executed inside a sampled trace (SQL outside any trace is not traced), by
+  ``mode`` (``TELEMETRY_SQL_SPANS``): ``events``, one ``db.query`` event per statement
+  on the current span with ``db.operation``, ``db.statement`` (parameterised:
+  placeholders, no values) and ``app.db.duration_ms``; ``spans``, one CLIENT span per
+  statement, named after the operation, with ``db.system``, ``db.statement``,
+  ``db.operation``; ``off``, nothing. Transaction control (``BEGIN``, ``SAVEPOINT``,
+  ``RELEASE``, ``COMMIT``, ``ROLLBACK``) is never recorded.
+- one CLIENT span per httpx request, named after the method, with
+  ``http.request.method``, ``url.full`` (no query string), ``server.address``,
+  ``server.port``, ``http.response.status_code`` (4xx/5xx or an exception: status
+  ERROR and ``error.type``); ``traceparent`` (and ``sentry-trace`` when configured)
+  injected through the global propagator. Inside an unsampled trace, only the headers.
 
 FastAPI >= 0.16x traces by itself as soon as a global TracerProvider exists; our
 middleware switches that off for the instrumented app, so each request yields one
@@ -34,9 +41,10 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import weakref
-from collections.abc import Callable, Iterable, MutableMapping
-from typing import Any, Final
+from collections.abc import Callable, MutableMapping
+from typing import Any, Final, Literal, Protocol, cast
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
@@ -44,7 +52,6 @@ from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer, TracerProvider
 from opentelemetry.util.types import AttributeValue
-from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.middleware.errors import ServerErrorMiddleware
@@ -332,13 +339,34 @@ def _instrument_fastapi_stock(
 
 # --- SQLAlchemy ----------------------------------------------------------------------
 
-_SPAN_KEY: Final = "_telemetry_span"
+SqlMode = Literal["spans", "events", "off"]
+SQL_MODES: Final[tuple[SqlMode, ...]] = ("spans", "events", "off")
+DB_QUERY_EVENT: Final = "db.query"
 _DB_SYSTEMS: Final = {"postgresql": "postgresql", "sqlite": "sqlite", "mysql": "mysql"}
+# Transaction control (SQLite's BEGIN IMMEDIATE on every transaction, SAVEPOINTs of
+# nested sessions): a sixth of all statements, no information a trace reader needs.
+_TRANSACTION_CONTROL: Final = (
+    "BEGIN",
+    "SAVEPOINT",
+    "RELEASE",
+    "COMMIT",
+    "ROLLBACK",
+    "begin",
+    "savepoint",
+    "release",
+    "commit",
+    "rollback",
+)
 _sql_instrumented: weakref.WeakKeyDictionary[Engine, Undo] = weakref.WeakKeyDictionary()
 
 
-class _SqlHooks:
-    """Cursor-level listeners: one CLIENT span per statement run inside a sampled trace."""
+def _operation(statement: str) -> str:
+    words = statement.split(maxsplit=1)
+    return words[0].upper() if words else "SQL"
+
+
+class _SqlSpans:
+    """One CLIENT span per statement run inside a sampled trace."""
 
     def __init__(self, tracer: Tracer, engine: Engine) -> None:
         self._tracer = tracer
@@ -356,20 +384,13 @@ class _SqlHooks:
         self._base = base
         self._name_suffix = f" {database}" if database else ""
 
-    def before_cursor_execute(
-        self,
-        conn: Any,
-        cursor: Any,
-        statement: str,
-        parameters: Any,
-        context: Any,
-        executemany: bool,
-    ) -> None:
-        if context is None or not trace.get_current_span().get_span_context().trace_flags.sampled:
-            return
-        words = statement.split(maxsplit=1)
-        operation = words[0].upper() if words else "SQL"
-        span = self._tracer.start_span(
+    def start(self, statement: str) -> object | None:
+        if not trace.get_current_span().get_span_context().trace_flags.sampled:
+            return None
+        if statement.startswith(_TRANSACTION_CONTROL):
+            return None
+        operation = _operation(statement)
+        return self._tracer.start_span(
             operation + self._name_suffix,
             kind=SpanKind.CLIENT,
             attributes={
@@ -378,53 +399,119 @@ class _SqlHooks:
                 attr.DB_STATEMENT: statement[:_MAX_STATEMENT_CHARS],
             },
         )
-        setattr(context, _SPAN_KEY, span)
 
-    def after_cursor_execute(
-        self,
-        conn: Any,
-        cursor: Any,
-        statement: str,
-        parameters: Any,
-        context: Any,
-        executemany: bool,
-    ) -> None:
-        span = getattr(context, _SPAN_KEY, None)
-        if span is not None:
-            setattr(context, _SPAN_KEY, None)
-            span.end()
-
-    def handle_error(self, exception_context: Any) -> None:
-        context = exception_context.execution_context
-        span = getattr(context, _SPAN_KEY, None) if context is not None else None
-        if span is None:
-            return
-        setattr(context, _SPAN_KEY, None)
-        # The class only: DBAPI messages quote the statement's parameters.
-        error_type = type(exception_context.original_exception).__qualname__
-        span.set_attribute(attr.ERROR_TYPE, error_type)
-        span.set_status(Status(StatusCode.ERROR, error_type))
+    def finish(self, started: object, statement: str, error: BaseException | None) -> None:
+        span = cast(trace.Span, started)
+        if error is not None:
+            # The class only: DBAPI messages quote the statement's parameters.
+            error_type = type(error).__qualname__
+            span.set_attribute(attr.ERROR_TYPE, error_type)
+            span.set_status(Status(StatusCode.ERROR, error_type))
         span.end()
 
-    def listeners(self) -> Iterable[tuple[str, Callable[..., Any]]]:
-        yield "before_cursor_execute", self.before_cursor_execute
-        yield "after_cursor_execute", self.after_cursor_execute
-        yield "handle_error", self.handle_error
+
+class _SqlEvents:
+    """One ``db.query`` event per statement on the current span, when it is recording.
+
+    The event (timestamped when the statement started) carries ``db.operation``,
+    ``db.statement`` and the duration; a failed statement adds ``error.type``. A span
+    costs several times an event (start, end, processors, export), and a request runs
+    ten statements or so.
+    """
+
+    def start(self, statement: str) -> object | None:
+        span = trace.get_current_span()
+        if not span.is_recording() or statement.startswith(_TRANSACTION_CONTROL):
+            return None
+        return span, time.time_ns()
+
+    def finish(self, started: object, statement: str, error: BaseException | None) -> None:
+        span, began = cast(tuple[trace.Span, int], started)
+        attributes: dict[str, AttributeValue] = {
+            attr.DB_OPERATION: _operation(statement),
+            attr.DB_STATEMENT: statement[:_MAX_STATEMENT_CHARS],
+            attr.DB_DURATION_MS: (time.time_ns() - began) / 1e6,
+        }
+        if error is not None:
+            # The class only: DBAPI messages quote the statement's parameters.
+            attributes[attr.ERROR_TYPE] = type(error).__qualname__
+        span.add_event(DB_QUERY_EVENT, attributes, timestamp=began)
+
+
+class _SqlRecorder(Protocol):
+    def start(self, statement: str) -> object | None: ...
+
+    def finish(self, started: object, statement: str, error: BaseException | None) -> None: ...
+
+
+def _traced_execution_context(base: type[Any], recorder: _SqlRecorder) -> type[Any]:
+    """``base`` (the dialect's execution context) recording each statement it runs.
+
+    The hooks are the context's own ``pre_exec``/``post_exec``/``handle_dbapi_exception``,
+    which SQLAlchemy calls for every statement anyway: registering cursor event listeners
+    instead would send every statement, sampled or not, through SQLAlchemy's event
+    dispatch (about as costly as recording it).
+    """
+
+    class TracedExecutionContext(base):  # type: ignore[misc]
+        _telemetry_started: object | None = None
+
+        def pre_exec(self) -> None:
+            super().pre_exec()
+            statement = self.statement
+            if isinstance(statement, str):
+                self._telemetry_started = recorder.start(statement)
+
+        def post_exec(self) -> None:
+            started = self._telemetry_started
+            if started is not None:
+                self._telemetry_started = None
+                recorder.finish(started, self.statement, None)
+            super().post_exec()
+
+        def handle_dbapi_exception(self, e: BaseException) -> None:
+            started = self._telemetry_started
+            if started is not None:
+                self._telemetry_started = None
+                recorder.finish(started, self.statement, e)
+            super().handle_dbapi_exception(e)
+
+    TracedExecutionContext.__name__ = TracedExecutionContext.__qualname__ = f"Traced{base.__name__}"
+    return TracedExecutionContext
 
 
 def instrument_sqlalchemy(
-    engine: Engine | AsyncEngine, tracer_provider: TracerProvider, *, stock: bool = False
+    engine: Engine | AsyncEngine,
+    tracer_provider: TracerProvider,
+    *,
+    stock: bool = False,
+    mode: SqlMode = "spans",
 ) -> Undo:
-    """Trace the statements ``engine`` runs (an AsyncEngine's ``sync_engine``); returns the undo."""
+    """Trace the statements ``engine`` runs (an AsyncEngine's ``sync_engine``); returns the undo.
+
+    ``mode``: ``spans`` (a CLIENT span per statement), ``events`` (a ``db.query`` event
+    per statement on the current span) or ``off`` (nothing). ``stock=True`` (contrib
+    instrumentor, cursor event listeners) always records spans, unless ``off``.
+    """
+    if mode not in SQL_MODES:
+        raise ValueError(
+            f"TELEMETRY_SQL_SPANS: unknown mode {mode!r}; valid: {', '.join(SQL_MODES)}"
+        )
+    if mode == "off":
+        return _nothing
     sync_engine = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
     if sync_engine in _sql_instrumented:
         logger.warning("SQLAlchemy engine already instrumented; left as is")
         return _nothing
-    undo = (
-        _instrument_sqlalchemy_stock(sync_engine, tracer_provider)
-        if stock
-        else _instrument_sqlalchemy_light(sync_engine, tracer_provider)
-    )
+    if stock:
+        undo = _instrument_sqlalchemy_stock(sync_engine, tracer_provider)
+    else:
+        recorder: _SqlRecorder = (
+            _SqlEvents()
+            if mode == "events"
+            else _SqlSpans(tracer_provider.get_tracer(_SCOPE + ".sqlalchemy"), sync_engine)
+        )
+        undo = _trace_execution_contexts(sync_engine, recorder)
     _sql_instrumented[sync_engine] = undo
 
     def undo_all() -> None:
@@ -434,15 +521,17 @@ def instrument_sqlalchemy(
     return undo_all
 
 
-def _instrument_sqlalchemy_light(engine: Engine, provider: TracerProvider) -> Undo:
-    hooks = _SqlHooks(provider.get_tracer(_SCOPE + ".sqlalchemy"), engine)
-    for name, listener in hooks.listeners():
-        event.listen(engine, name, listener)
+def _trace_execution_contexts(engine: Engine, recorder: _SqlRecorder) -> Undo:
+    dialect = engine.dialect
+    had_own = "execution_ctx_cls" in vars(dialect)
+    original = dialect.execution_ctx_cls
+    dialect.execution_ctx_cls = _traced_execution_context(original, recorder)
 
     def undo() -> None:
-        for name, listener in hooks.listeners():
-            if event.contains(engine, name, listener):
-                event.remove(engine, name, listener)
+        if had_own:
+            dialect.execution_ctx_cls = original
+        else:
+            del dialect.execution_ctx_cls  # back to the dialect class's own
 
     return undo
 
@@ -464,22 +553,134 @@ def _instrument_sqlalchemy_stock(engine: Engine, provider: TracerProvider) -> Un
 # --- httpx ---------------------------------------------------------------------------
 
 
-def instrument_httpx(client: Any, tracer_provider: TracerProvider) -> Undo:
-    """Trace ``client``'s requests and inject trace headers into them; returns the undo."""
+_HTTP_METHODS: Final = ("handle_request", "handle_async_request")
+_ABSENT: Final = object()
+
+
+class _HttpxSpans:
+    """One CLIENT span per request, trace headers injected into it.
+
+    Inside an unsampled trace only the headers are injected: no span, no attributes.
+    The contrib instrumentation costs about three SQL spans per request (header
+    normalisation, both HTTP semantic conventions), sampled or not.
+    """
+
+    def __init__(self, tracer: Tracer) -> None:
+        self._tracer = tracer
+
+    def _start(self, request: Any) -> trace.Span | None:
+        span_context = trace.get_current_span().get_span_context()
+        if span_context.is_valid and not span_context.trace_flags.sampled:
+            propagate.inject(request.headers)
+            return None
+        method: str = request.method
+        url = request.url
+        attributes: dict[str, AttributeValue] = {
+            attr.HTTP_REQUEST_METHOD: method,
+            # No query string: it is where tokens travel.
+            attr.URL_FULL: f"{url.scheme}://{url.host}{url.path}",
+            attr.SERVER_ADDRESS: url.host,
+        }
+        if url.port is not None:
+            attributes[attr.SERVER_PORT] = url.port
+        span = self._tracer.start_span(method, kind=SpanKind.CLIENT, attributes=attributes)
+        propagate.inject(request.headers, context=trace.set_span_in_context(span))
+        return span
+
+    @staticmethod
+    def _finish(span: trace.Span, response: Any) -> None:
+        if span.is_recording():
+            status_code: int = response.status_code
+            span.set_attribute(attr.HTTP_RESPONSE_STATUS_CODE, status_code)
+            if status_code >= 400:
+                span.set_attribute(attr.ERROR_TYPE, str(status_code))
+                span.set_status(Status(StatusCode.ERROR))
+        span.end()
+
+    @staticmethod
+    def _fail(span: trace.Span, exc: BaseException) -> None:
+        _record_failure(span, exc)
+        span.end()
+
+    def wrap(self, send: Callable[[Any], Any], is_async: bool) -> Callable[[Any], Any]:
+        start, finish, fail = self._start, self._finish, self._fail
+        if is_async:
+
+            async def handle_async_request(request: Any) -> Any:
+                span = start(request)
+                if span is None:
+                    return await send(request)
+                try:
+                    response = await send(request)
+                except BaseException as exc:
+                    fail(span, exc)
+                    raise
+                finish(span, response)
+                return response
+
+            return handle_async_request
+
+        def handle_request(request: Any) -> Any:
+            span = start(request)
+            if span is None:
+                return send(request)
+            try:
+                response = send(request)
+            except BaseException as exc:
+                fail(span, exc)
+                raise
+            finish(span, response)
+            return response
+
+        return handle_request
+
+
+def instrument_httpx(client: Any, tracer_provider: TracerProvider, *, stock: bool = False) -> Undo:
+    """Trace ``client``'s requests and inject trace headers into them; returns the undo.
+
+    Wraps the client's transports (and mounted ones). ``stock=True`` uses the contrib
+    instrumentation instead (benchmarks).
+    """
+    transports = [t for t in (client._transport, *client._mounts.values()) if t is not None]
+    if stock:
+        return _instrument_httpx_stock(client, tracer_provider, transports)
+    if getattr(client, "_telemetry_instrumented", False):
+        logger.warning("httpx client already instrumented; left as is")
+        return _nothing
+    spans = _HttpxSpans(tracer_provider.get_tracer(_SCOPE + ".httpx"))
+    replaced: list[tuple[Any, str, object]] = []  # (transport, method, its own attribute)
+    for transport in transports:
+        for method in _HTTP_METHODS:
+            send = getattr(transport, method, None)
+            if send is not None:
+                replaced.append((transport, method, vars(transport).get(method, _ABSENT)))
+                setattr(transport, method, spans.wrap(send, method == "handle_async_request"))
+    client._telemetry_instrumented = True
+
+    def undo() -> None:
+        for transport, method, own in replaced:
+            if own is _ABSENT:
+                vars(transport).pop(method, None)  # back to the class's method
+            else:
+                setattr(transport, method, own)
+        client._telemetry_instrumented = False
+
+    return undo
+
+
+def _instrument_httpx_stock(client: Any, provider: TracerProvider, transports: list[Any]) -> Undo:
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
     from opentelemetry.instrumentation.utils import unwrap
 
     HTTPXClientInstrumentor.instrument_client(
-        client, tracer_provider=tracer_provider, meter_provider=_NO_METERS
+        client, tracer_provider=provider, meter_provider=_NO_METERS
     )
 
     def undo() -> None:
         # uninstrument_client unwraps only one of the two methods a transport may
         # have (MockTransport has both): unwrap both ourselves.
-        for transport in (client._transport, *client._mounts.values()):
-            if transport is None:
-                continue
-            for method in ("handle_request", "handle_async_request"):
+        for transport in transports:
+            for method in _HTTP_METHODS:
                 if hasattr(getattr(transport, method, None), "__wrapped__"):
                     unwrap(transport, method)
         client._is_instrumented_by_opentelemetry = False

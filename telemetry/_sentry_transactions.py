@@ -45,6 +45,8 @@ from sentry_sdk.tracing import get_span_status_from_http_code
 from sentry_sdk.utils import BadDsn, Dsn, format_timestamp
 
 from telemetry import _tap
+from telemetry import attributes as attr
+from telemetry._instrumentation import DB_QUERY_EVENT
 
 logger = logging.getLogger(__name__)
 
@@ -174,10 +176,13 @@ class SentryTransactionExporter(SpanExporter):
     # --- events ------------------------------------------------------------------------
 
     def _transaction(self, root: ReadableSpan, children: list[ReadableSpan]) -> dict[str, Any]:
-        children.sort(key=lambda span: span.start_time or 0)
-        if len(children) > self._max_spans:
-            self.dropped += len(children) - self._max_spans
-            children = children[: self._max_spans]
+        entries = [_child(span) for span in children]
+        for span in (root, *children):
+            entries.extend(_query_children(span))
+        entries.sort(key=lambda entry: entry["start_timestamp"])
+        if len(entries) > self._max_spans:
+            self.dropped += len(entries) - self._max_spans
+            entries = entries[: self._max_spans]
         attributes = dict(root.attributes or {})
         context = root.context
         assert context is not None  # grouped by context above
@@ -200,7 +205,7 @@ class SentryTransactionExporter(SpanExporter):
             "start_timestamp": _seconds(root.start_time),
             "timestamp": _seconds(root.end_time),
             "contexts": {"trace": trace_context, "otel": _otel_context(root)},
-            "spans": [_child(span) for span in children],
+            "spans": entries,
             "sdk": {
                 "name": SDK_NAME,
                 "version": SENTRY_SDK_VERSION,
@@ -393,3 +398,33 @@ def _child(span: ReadableSpan) -> dict[str, Any]:
         "data": _data(span.attributes or {}),
         "origin": "auto.otel",
     }
+
+
+def _query_children(span: ReadableSpan) -> list[dict[str, Any]]:
+    """Sentry ``db`` spans for the ``db.query`` events of ``span`` (TELEMETRY_SQL_SPANS=events)."""
+    context = span.context
+    if not span.events or context is None:
+        return []
+    entries = []
+    for event in span.events:
+        if event.name != DB_QUERY_EVENT:
+            continue
+        attributes = event.attributes or {}
+        duration_ms = attributes.get(attr.DB_DURATION_MS)
+        start = event.timestamp / 1e9
+        end = start + duration_ms / 1e3 if isinstance(duration_ms, int | float) else start
+        entries.append(
+            {
+                "trace_id": format_trace_id(context.trace_id),
+                "span_id": uuid.uuid4().hex[16:],
+                "parent_span_id": format_span_id(context.span_id),
+                "op": "db",
+                "description": str(attributes.get(attr.DB_STATEMENT, "")),
+                "start_timestamp": start,
+                "timestamp": end,
+                "status": "internal_error" if attr.ERROR_TYPE in attributes else "ok",
+                "data": _data(attributes),
+                "origin": "auto.otel",
+            }
+        )
+    return entries

@@ -60,8 +60,10 @@ HTTP_REQUEST_METHOD: Final = "http.request.method"
 HTTP_ROUTE: Final = "http.route"
 URL_PATH: Final = "url.path"
 URL_SCHEME: Final = "url.scheme"
+URL_FULL: Final = "url.full"  # client spans: scheme, host and path; never the query string
 SERVER_PORT: Final = "server.port"
 DB_SYSTEM: Final = "db.system"
 DB_NAME: Final = "db.name"
 DB_STATEMENT: Final = "db.statement"  # parameterised SQL: placeholders, no literal values
 DB_OPERATION: Final = "db.operation"
+DB_DURATION_MS: Final = "app.db.duration_ms"  # on db.query events (TELEMETRY_SQL_SPANS=events)

@@ -7,7 +7,9 @@ Records get ``trace_id`` and ``span_id`` (hex, empty outside a span) from a log-
 factory, so every handler sees them, pytest's ``caplog`` included. Output is JSON lines
 in production (``LOG_FORMAT=json``; message, exception and extras scrubbed) and
 readable (also scrubbed) text elsewhere. Under ``APP_ENV=test`` no handler is installed (pytest owns
-logging). ``reset_logging()`` undoes it.
+logging). The warnings exporters and HTTP pools log for every dropped span, retry or
+failed batch while a backend is down are let through once a minute per message, with a
+count of the rest. ``reset_logging()`` undoes it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import IO, Any, Final
@@ -77,6 +81,49 @@ class JsonFormatter(logging.Formatter):
 
 
 _NOISY_LOGGERS = ("httpx", "httpcore")
+# While a telemetry backend is down these log once per dropped span ("Queue full"),
+# per retry and per failed batch: thousands of lines a minute, formatted on the request
+# path. One line per message per minute is enough to know, with a count of the rest.
+_BACKEND_FAILURE_LOGGERS: Final = (
+    "opentelemetry.sdk._shared_internal",
+    "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+    "urllib3.connectionpool",
+)
+_FAILURE_LOG_INTERVAL_S: Final = 60.0
+_MAX_TEMPLATES: Final = 256
+
+
+class OncePerInterval(logging.Filter):
+    """Lets one record per message template through every ``interval_s``.
+
+    The next record let through says how many were held back in between.
+    """
+
+    def __init__(self, interval_s: float = _FAILURE_LOG_INTERVAL_S) -> None:
+        super().__init__()
+        self._interval_s = interval_s
+        self._next: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        template = record.msg if isinstance(record.msg, str) else repr(record.msg)
+        now = time.monotonic()
+        with self._lock:
+            if now < self._next.get(template, 0.0):
+                self._held[template] = self._held.get(template, 0) + 1
+                return False
+            if len(self._next) >= _MAX_TEMPLATES:
+                self._next.clear()
+                self._held.clear()
+            self._next[template] = now + self._interval_s
+            held = self._held.pop(template, 0)
+        if held:
+            record.msg = f"{template} [{held} more like this in the last {self._interval_s:.0f} s]"
+        return True
+
+
+_failure_filter: Final = OncePerInterval()
 
 
 def setup_logging(
@@ -105,6 +152,8 @@ def setup_logging(
     for noisy in _NOISY_LOGGERS:
         if logging.getLogger(noisy).level == logging.NOTSET:
             logging.getLogger(noisy).setLevel(logging.WARNING)
+    for name in _BACKEND_FAILURE_LOGGERS:
+        logging.getLogger(name).addFilter(_failure_filter)  # once: filters are a set
     _handler = handler
 
 
@@ -119,6 +168,8 @@ def reset_logging() -> None:
     if _handler is not None:
         logging.getLogger().removeHandler(_handler)
         _handler = None
+    for name in _BACKEND_FAILURE_LOGGERS:
+        logging.getLogger(name).removeFilter(_failure_filter)
 
 
 class TextFormatter(logging.Formatter):

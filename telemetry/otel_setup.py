@@ -80,7 +80,12 @@ from telemetry.settings import TelemetrySettings
 logger = logging.getLogger(__name__)
 
 _OTLP_TRACES_PATH: Final = "/v1/traces"
-_EXPORT_TIMEOUT_S: Final = 10.0
+# A dead endpoint costs each batch this long (the OTLP exporter retries within it), and
+# the queue holds at most _MAX_QUEUED_SPANS per destination meanwhile: memory stays
+# bounded and spans beyond it are dropped, never waited for. (SDK defaults: 10 s, 2048.)
+_EXPORT_TIMEOUT_S: Final = 5.0
+_MAX_QUEUED_SPANS: Final = 1024
+_TIMEOUT_VARIABLES: Final = ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
 _W3C: Final = TraceContextTextMapPropagator()
 
 # --- exporters -------------------------------------------------------------------------
@@ -98,9 +103,22 @@ class Exporter:
 
 
 def _otlp_exporter(name: str, endpoint: str, headers: Mapping[str, str]) -> Exporter:
-    exporter = OTLPSpanExporter(endpoint=endpoint, headers=dict(headers), timeout=_EXPORT_TIMEOUT_S)
-    # Bounded queue, export off the request path; a dead endpoint drops spans, never waits.
-    return Exporter(name, BatchSpanProcessor(exporter), exporter, endpoint, dict(headers))
+    timeout = None if _env_sets(_TIMEOUT_VARIABLES) else _EXPORT_TIMEOUT_S
+    exporter = OTLPSpanExporter(endpoint=endpoint, headers=dict(headers), timeout=timeout)
+    return Exporter(name, _batch(exporter), exporter, endpoint, dict(headers))
+
+
+def _env_sets(names: Sequence[str]) -> bool:
+    return any(os.environ.get(name, "").strip() for name in names)
+
+
+def _batch(exporter: SpanExporter) -> BatchSpanProcessor:
+    """Export off the request path through a bounded queue; one per destination, so a
+    destination that is down never holds back another's spans. ``OTEL_BSP_*`` win."""
+    return BatchSpanProcessor(
+        exporter,
+        max_queue_size=None if _env_sets(("OTEL_BSP_MAX_QUEUE_SIZE",)) else _MAX_QUEUED_SPANS,
+    )
 
 
 def _sentry_exporters(settings: TelemetrySettings) -> list[Exporter]:
@@ -112,7 +130,7 @@ def _sentry_exporters(settings: TelemetrySettings) -> list[Exporter]:
         exporter = SentryTransactionExporter(
             environment=settings.app_env, release=settings.service_version
         )
-        return [Exporter("sentry", BatchSpanProcessor(exporter), exporter, endpoint)]
+        return [Exporter("sentry", _batch(exporter), exporter, endpoint)]
     endpoint, headers = _sentry.otlp_target(settings.sentry_dsn)
     return [_otlp_exporter("sentry", endpoint, headers)]
 
@@ -449,17 +467,26 @@ class Telemetry:
         )
 
     def instrument_engine(self, engine: Any, *, stock: bool = False) -> None:
-        """Trace SQL statements run by ``engine`` (an AsyncEngine or Engine) inside traces."""
+        """Trace SQL statements run by ``engine`` (an AsyncEngine or Engine) inside traces.
+
+        As ``db.query`` events on the enclosing span, or as spans of their own, or not at
+        all, by ``TELEMETRY_SQL_SPANS`` (``events``, ``spans``, ``off``).
+        """
         self._instrument(
             "SQLAlchemy engine",
-            lambda provider: _instrumentation.instrument_sqlalchemy(engine, provider, stock=stock),
+            lambda provider: _instrumentation.instrument_sqlalchemy(
+                engine, provider, stock=stock, mode=self.settings.sql_spans
+            ),
         )
 
-    def instrument_httpx(self, client: Any) -> None:
-        """Trace ``client``'s requests and send ``traceparent`` (and ``sentry-trace``) with them."""
+    def instrument_httpx(self, client: Any, *, stock: bool = False) -> None:
+        """Trace ``client``'s requests and send ``traceparent`` (and ``sentry-trace``) with them.
+
+        ``stock=True`` uses the contrib httpx instrumentation instead of ours.
+        """
         self._instrument(
             "httpx client",
-            lambda provider: _instrumentation.instrument_httpx(client, provider),
+            lambda provider: _instrumentation.instrument_httpx(client, provider, stock=stock),
         )
 
     def status(self) -> dict[str, Any]:

@@ -75,6 +75,12 @@ class TelemetrySettings(BaseSettings):
         "/health",
         validation_alias=AliasChoices("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS", "excluded_urls"),
     )
+    # How SQL statements appear in traces: events (a db.query event per statement on the
+    # enclosing span: statement, operation, duration), spans (a CLIENT span per
+    # statement) or off.
+    sql_spans: Literal["events", "spans", "off"] = Field(
+        "events", validation_alias=AliasChoices("TELEMETRY_SQL_SPANS", "sql_spans")
+    )
     # json | text. Empty means json in production, text elsewhere.
     log_format: str = Field("", validation_alias=AliasChoices("LOG_FORMAT", "log_format"))
 

@@ -42,6 +42,13 @@ def capture() -> Iterator[SpanCapture]:
         yield spans
 
 
+@pytest.fixture
+def sql_as_spans() -> Iterator[SpanCapture]:
+    """As ``capture``, with a span per SQL statement (``TELEMETRY_SQL_SPANS=spans``)."""
+    with capture_spans(settings_for_tests(sql_spans="spans")) as spans:
+        yield spans
+
+
 @dataclass
 class MiniApp:
     """The app under test and what its outgoing calls carried."""

@@ -3,8 +3,10 @@ under it, /health excluded, sampling honoured, Sentry's span-processor mode."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
+import httpx
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
@@ -62,8 +64,9 @@ async def test_each_request_yields_exactly_one_server_span(
 
 
 async def test_a_request_trace_has_server_sql_and_http_client_spans(
-    capture: SpanCapture, mini: MiniApp
+    sql_as_spans: SpanCapture, mini: MiniApp
 ) -> None:
+    capture = sql_as_spans
     instrument(capture, mini)
     async with mini.client() as client:
         assert (await client.get("/items/7")).status_code == 200
@@ -77,12 +80,117 @@ async def test_a_request_trace_has_server_sql_and_http_client_spans(
     statement = (sql[0].attributes or {})["db.statement"]
     assert statement == "SELECT ? AS id"  # parameterised: no literal value
     assert sql[0].name == "SELECT" and sql[0].kind is SpanKind.CLIENT
-    # Contrib httpx: old HTTP semconv unless OTEL_SEMCONV_STABILITY_OPT_IN=http says otherwise.
     http_attributes = http[0].attributes or {}
-    assert 200 in (
-        http_attributes.get("http.status_code"),
-        http_attributes.get("http.response.status_code"),
-    )
+    assert http[0].name == "POST"
+    assert http_attributes["http.response.status_code"] == 200
+    assert http_attributes["http.request.method"] == "POST"
+    assert http_attributes["url.full"] == "http://bolna.test/call"
+    assert http_attributes["server.address"] == "bolna.test"
+    (headers,) = mini.outgoing_headers
+    assert headers["traceparent"].split("-")[2] == f"{http[0].context.span_id:016x}"
+
+
+@pytest.mark.parametrize(
+    ("answer", "error_type"),
+    [(503, "503"), (404, "404"), (httpx.ConnectError("refused"), "ConnectError")],
+)
+async def test_a_failed_outgoing_request_marks_its_client_span(
+    capture: SpanCapture, answer: int | Exception, error_type: str
+) -> None:
+    def bolna(request: httpx.Request) -> httpx.Response:
+        if isinstance(answer, Exception):
+            raise answer
+        return httpx.Response(answer)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(bolna)) as client:
+        capture.telemetry.instrument_httpx(client)
+        tracer = capture.telemetry.tracer_provider.get_tracer("t")
+        with tracer.start_as_current_span("parent"), contextlib.suppress(httpx.ConnectError):
+            await client.get("http://bolna.test/call/1?token=secret-token-value")
+    (span,) = [s for s in capture.spans() if s.kind is SpanKind.CLIENT]
+    assert span.status.status_code is StatusCode.ERROR
+    assert (span.attributes or {})["error.type"] == error_type
+    assert (span.attributes or {})["url.full"] == "http://bolna.test/call/1"  # no query
+
+
+def test_the_stock_httpx_instrumentation_is_still_available(capture: SpanCapture) -> None:
+    with httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(200))) as client:
+        capture.telemetry.instrument_httpx(client, stock=True)
+        with capture.telemetry.tracer_provider.get_tracer("t").start_as_current_span("parent"):
+            client.get("http://bolna.test/call")
+    (span,) = [s for s in capture.spans() if s.kind is SpanKind.CLIENT]
+    assert span.instrumentation_scope is not None
+    assert span.instrumentation_scope.name.startswith("opentelemetry.instrumentation.httpx")
+
+
+async def test_by_default_sql_statements_are_events_on_the_enclosing_span(
+    capture: SpanCapture, mini: MiniApp
+) -> None:
+    instrument(capture, mini)
+    async with mini.client() as client:
+        assert (await client.get("/items/7")).status_code == 200
+    spans = capture.spans()
+    (server,) = server_spans(spans)
+    assert not [s for s in spans if (s.attributes or {}).get("db.system")]  # no SQL spans
+    (query,) = [e for e in server.events if e.name == "db.query"]
+    attributes = query.attributes or {}
+    assert attributes["db.statement"] == "SELECT ? AS id"  # parameterised: no literal value
+    assert attributes["db.operation"] == "SELECT"
+    duration_ms = attributes["app.db.duration_ms"]
+    assert isinstance(duration_ms, float) and 0 <= duration_ms < 5_000
+    assert server.start_time is not None and query.timestamp >= server.start_time
+    assert len([s for s in spans if s.kind is SpanKind.CLIENT]) == 1  # the Bolna call
+
+
+async def test_a_failed_statement_is_an_event_with_its_error_type_and_no_values(
+    capture: SpanCapture, mini: MiniApp
+) -> None:
+    instrument(capture, mini)
+    tracer = capture.telemetry.tracer_provider.get_tracer("t")
+    with tracer.start_as_current_span("parent"):
+        async with mini.engine.connect() as connection:
+            with pytest.raises(Exception, match="no such table"):
+                await connection.execute(
+                    text("SELECT * FROM missing WHERE phone = :phone"), {"phone": "+14155550123"}
+                )
+    (parent,) = capture.spans()
+    (query,) = [e for e in parent.events if e.name == "db.query"]
+    attributes = query.attributes or {}
+    assert attributes["error.type"] == "OperationalError"
+    assert attributes["db.statement"] == "SELECT * FROM missing WHERE phone = ?"
+    assert "4155550123" not in str(dict(attributes))
+
+
+async def test_sql_off_records_no_statement(mini: MiniApp) -> None:
+    with capture_spans(settings_for_tests(sql_spans="off")) as capture:
+        instrument(capture, mini)
+        async with mini.client() as client:
+            assert (await client.get("/items/7")).status_code == 200
+        spans = capture.spans()
+    assert len(server_spans(spans)) == 1
+    assert not [s for s in spans if (s.attributes or {}).get("db.system")]
+    assert not [e for s in spans for e in s.events if e.name == "db.query"]
+
+
+@pytest.mark.parametrize("mode", ["spans", "events"])
+async def test_transaction_control_is_never_recorded(mini: MiniApp, mode: str) -> None:
+    with capture_spans(settings_for_tests(sql_spans=mode)) as capture:
+        instrument(capture, mini)
+        tracer = capture.telemetry.tracer_provider.get_tracer("t")
+        with tracer.start_as_current_span("parent"):
+            async with mini.engine.connect() as connection:
+                await connection.exec_driver_sql("BEGIN")
+                async with connection.begin_nested():  # SAVEPOINT ... RELEASE
+                    await connection.execute(text("SELECT 1"))
+                await connection.exec_driver_sql("COMMIT")
+        spans = capture.spans()
+    names = [s.name for s in spans] + [
+        str((e.attributes or {}).get("db.statement")) for s in spans for e in s.events
+    ]
+    assert not [
+        n for n in names if n.upper().startswith(("BEGIN", "SAVEPOINT", "RELEASE", "COMMIT"))
+    ]
+    assert "SELECT" in names or "SELECT 1" in names
 
 
 async def test_sql_outside_a_trace_is_not_traced(capture: SpanCapture, mini: MiniApp) -> None:
@@ -93,9 +201,10 @@ async def test_sql_outside_a_trace_is_not_traced(capture: SpanCapture, mini: Min
 
 
 def test_sync_engines_and_the_stock_instrumentor_also_yield_sql_spans(
-    capture: SpanCapture,
+    sql_as_spans: SpanCapture,
 ) -> None:
     """The contrib instrumentor declares sqlalchemy<2.1; this proves spans really appear."""
+    capture = sql_as_spans
     tracer = capture.telemetry.tracer_provider.get_tracer("t")
     for stock in (False, True):
         engine = create_engine("sqlite://")
@@ -159,12 +268,12 @@ async def test_instrumenting_after_the_stack_was_built_still_works(
 
 
 async def test_shutdown_uninstruments_so_a_new_configuration_starts_clean(mini: MiniApp) -> None:
-    with capture_spans() as first:
+    with capture_spans(settings_for_tests(sql_spans="spans")) as first:
         instrument(first, mini)
         async with mini.client() as client:
             await client.get("/items/1")
         assert len(server_spans(first.spans())) == 1
-    with capture_spans() as second:
+    with capture_spans(settings_for_tests(sql_spans="spans")) as second:
         instrument(second, mini)
         async with mini.client() as client:
             await client.get("/items/2")
@@ -195,7 +304,12 @@ async def test_span_processor_mode_sends_one_transaction_per_sampled_request(
     assert len(transport.transactions) == expected
     for transaction in transport.transactions:
         assert transaction["transaction"] == "GET /items/{item_id}"
-        assert len(transaction["spans"]) == 2  # the SQL statement and the Bolna call
+        # The SQL statement (a db.query event made a span) and the Bolna call.
+        assert sorted(span["op"] for span in transaction["spans"]) == ["db", "http.client"]
+        (query,) = [span for span in transaction["spans"] if span["op"] == "db"]
+        assert query["description"] == "SELECT ? AS id"
+        assert query["parent_span_id"] == transaction["contexts"]["trace"]["span_id"]
+        assert transaction["start_timestamp"] <= query["start_timestamp"] <= query["timestamp"]
         assert "4155550123" not in str(transaction)
 
 
@@ -217,5 +331,5 @@ async def test_otlp_mode_sends_spans_by_otlp_and_never_as_sentry_transactions(
             await client.get("/items/1")
         capture.telemetry.force_flush()
         assert len(server_spans(capture.spans())) == 1
-    assert len(server_spans(exported)) == 1 and len(exported) == 3
+    assert len(server_spans(exported)) == 1 and len(exported) == 2  # SQL: events on it
     assert transport.transactions == []

@@ -397,7 +397,7 @@ def test_a_span_that_cannot_be_scrubbed_is_dropped_not_exported_raw(
     def broken(attrs: object) -> dict[str, object]:
         raise RuntimeError("scrubber bug")
 
-    monkeypatch.setattr(processors, "scrub_attributes", broken)
+    monkeypatch.setattr(processors, "scrub_attributes_if_changed", broken)
     with capture.telemetry.tracer_provider.get_tracer("t").start_as_current_span("x") as span:
         span.set_attribute("to", PHONE)
     assert capture.spans() == []
@@ -470,3 +470,39 @@ def test_json_logs_in_production_are_scrubbed_and_correlated(capture: SpanCaptur
     assert "4155550123" not in document["message"]
     assert document["authorization"] == "[REDACTED]"
     assert isinstance(JsonFormatter().format(logging.makeLogRecord({"msg": "x"})), str)
+
+
+def test_a_span_with_nothing_to_scrub_is_exported_as_is() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from telemetry._processors import scrub_span
+
+    tracer = TracerProvider().get_tracer("t")
+    with tracer.start_as_current_span("clean", attributes={"app.call.id": 7}) as clean:
+        clean.add_event("db.query", {"db.statement": "SELECT 1"})
+    with tracer.start_as_current_span("dirty", attributes={"app.call.id": 7}) as dirty:
+        dirty.add_event("db.query", {"db.statement": f"SELECT '{PHONE}'"})
+    assert scrub_span(clean) is clean
+    scrubbed = scrub_span(dirty)
+    assert scrubbed is not dirty
+    assert scrubbed.attributes == dirty.attributes
+    assert PHONE not in str(dict(scrubbed.events[0].attributes or {}))
+
+
+def test_backend_failure_warnings_are_let_through_once_a_minute_with_a_count() -> None:
+    from telemetry.logging import OncePerInterval
+
+    once = OncePerInterval(interval_s=60.0)
+
+    def record(template: str) -> logging.LogRecord:
+        name = "opentelemetry.sdk._shared_internal"
+        return logging.LogRecord(name, logging.WARNING, __file__, 1, template, ("Span",), None)
+
+    assert once.filter(record("Queue full, dropping %s."))
+    assert not any(once.filter(record("Queue full, dropping %s.")) for _ in range(500))
+    assert once.filter(record("Transient error %s encountered"))  # another message
+    later = OncePerInterval(interval_s=0.0)
+    later.filter(record("Queue full, dropping %s."))
+    again = record("Queue full, dropping %s.")
+    assert later.filter(again)
+    assert again.getMessage() == "Queue full, dropping Span."

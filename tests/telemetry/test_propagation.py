@@ -82,6 +82,21 @@ async def test_an_unsampled_caller_is_respected_and_propagated(
     assert int(headers["traceparent"].rsplit("-", 1)[1], 16) & 1 == 0
 
 
+async def test_with_sentry_an_unsampled_trace_still_sends_both_headers(
+    sentry_capture: SpanCapture, mini: MiniApp
+) -> None:
+    """Unsampled requests skip the client span, never the propagation."""
+    instrument(sentry_capture, mini)
+    async with mini.client(traceparent=f"00-{TRACE_ID}-{PARENT_ID}-00") as client:
+        await client.get("/items/1")
+    assert sentry_capture.spans() == []
+    (headers,) = mini.outgoing_headers
+    assert headers["traceparent"].startswith(f"00-{TRACE_ID}-")
+    assert headers["traceparent"].endswith("-00")
+    assert headers["sentry-trace"].startswith(f"{TRACE_ID}-")
+    assert headers["sentry-trace"].endswith("-0")
+
+
 async def test_with_sentry_outgoing_calls_carry_both_headers(
     sentry_capture: SpanCapture, mini: MiniApp
 ) -> None:

@@ -32,13 +32,14 @@ from tests.telemetry.conftest import MiniApp, instrument
 PHONE = "+14155550123"
 
 
-def sentry_settings(ratio: str = "1") -> Any:
+def sentry_settings(ratio: str = "1", sql_spans: str = "events") -> Any:
     return settings_for_tests(
         traces_exporter="sentry",
         sentry_dsn=FAKE_SENTRY_DSN,
         sentry_traces_mode="span_processor",
         traces_sampler_arg=ratio,
         service_version="9.9.9",
+        sql_spans=sql_spans,
     )
 
 
@@ -73,12 +74,15 @@ async def webhook() -> AsyncIterator[Webhook]:
         await app.engine.dispose()
 
 
+@pytest.mark.parametrize("sql_spans", ["events", "spans"])
 @pytest.mark.parametrize(("ratio", "expected"), [("1", 1), ("0", 0)])
 async def test_a_request_is_one_transaction_rooted_at_the_server_span(
-    webhook: Webhook, ratio: str, expected: int
+    webhook: Webhook, ratio: str, expected: int, sql_spans: str
 ) -> None:
+    """SQL statements are db spans of the transaction, from OTel spans or db.query events."""
     transport = CapturingSentryTransport()
-    with capture_spans(sentry_settings(ratio), sentry_transport=transport) as capture:
+    settings = sentry_settings(ratio, sql_spans=sql_spans)
+    with capture_spans(settings, sentry_transport=transport) as capture:
         capture.telemetry.instrument_app(webhook.app)
         capture.telemetry.instrument_engine(webhook.engine)
         async with webhook.client() as client:
@@ -110,13 +114,18 @@ async def test_a_request_is_one_transaction_rooted_at_the_server_span(
     assert transaction["start_timestamp"] == server.start_time / 1e9
     assert transaction["timestamp"] == server.end_time / 1e9
     children = transaction["spans"]
-    assert [s["description"] for s in children] == ["SELECT", "SELECT"]
+    if sql_spans == "spans":
+        assert [s["description"] for s in children] == ["SELECT", "SELECT"]
+    else:
+        assert [s["description"] for s in children] == ["SELECT ? AS n", "SELECT 2"]
+    assert len({s["span_id"] for s in children}) == 2
     for child in children:
         assert child["trace_id"] == trace_id
         assert child["parent_span_id"] == context["span_id"]
         assert child["op"] == "db"
         assert child["status"] == "ok"
-        assert child["data"]["db.system"] == "sqlite"
+        assert child["data"]["db.operation"] == "SELECT"
+        assert child["start_timestamp"] <= child["timestamp"]
         assert transaction["start_timestamp"] <= child["start_timestamp"]
         assert child["timestamp"] <= transaction["timestamp"]
     assert "4155550123" not in str(transaction)  # scrubbed (gate and before_send_transaction)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
@@ -52,13 +53,27 @@ def children(spans: list[ReadableSpan], parent: ReadableSpan) -> list[ReadableSp
     return [s for s in spans if s.parent is not None and s.parent.span_id == parent.context.span_id]
 
 
-@pytest.fixture
-async def traced(settings) -> AsyncIterator[tuple[Stack, SpanCapture]]:
-    with capture_spans(settings_for_tests()) as capture:
+@asynccontextmanager
+async def traced_stack(settings, **telemetry: str) -> AsyncIterator[tuple[Stack, SpanCapture]]:
+    with capture_spans(settings_for_tests(**telemetry)) as capture:
         async with running_stack(settings) as stack:
             stack.tokens["alice"] = await create_user_token(settings, "alice@example.com", 1000)
             yield stack, capture
             assert_no_pii(capture.spans())
+
+
+@pytest.fixture
+async def traced(settings) -> AsyncIterator[tuple[Stack, SpanCapture]]:
+    """The default telemetry settings: SQL statements as db.query events."""
+    async with traced_stack(settings) as traced:
+        yield traced
+
+
+@pytest.fixture
+async def traced_sql_spans(settings) -> AsyncIterator[tuple[Stack, SpanCapture]]:
+    """TELEMETRY_SQL_SPANS=spans: a span per SQL statement."""
+    async with traced_stack(settings, sql_spans="spans") as traced:
+        yield traced
 
 
 async def place(stack: Stack) -> dict:
@@ -95,14 +110,35 @@ async def test_direct_call_trace_shape(traced):
     http_clients = [s for s in children(spans, make_call) if s.kind == SpanKind.CLIENT]
     assert len(http_clients) == 1
     assert http_clients[0].attributes.get("http.response.status_code", 200) == 200
-    sql = [s for s in spans if s.attributes and s.attributes.get("db.system")]
-    assert sql, "SQLAlchemy spans are missing"
-    assert any(s.context.trace_id == initiate.context.trace_id for s in sql)
+    queries = [
+        (s, e) for s in spans if s.context.trace_id == initiate.context.trace_id for e in s.events
+    ]
+    queries = [(s, e) for s, e in queries if e.name == "db.query"]
+    assert queries, "SQL statements are missing from the call's trace"
+    assert all(e.attributes["db.statement"] for _, e in queries)
+    assert any(s is initiate or s.name == "credits.check" for s, _ in queries)
+    assert not [s for s in spans if s.attributes and s.attributes.get("db.system")]
 
     # The outgoing Bolna request carried our trace.
     received = (await stack.sim.get("/_sim/calls")).json()[-1]
     assert received["headers_traceparent"]
     assert received["headers_traceparent"].split("-")[1] == f"{initiate.context.trace_id:032x}"
+
+
+async def test_sql_spans_mode_gives_each_statement_a_span_in_the_trace(traced_sql_spans):
+    stack, capture = traced_sql_spans
+    placed = await place(stack)
+    assert placed["response"].status_code == 201
+    spans = capture.spans()
+    initiate = one(spans, "call.initiate")
+    sql = [s for s in spans if s.attributes and s.attributes.get("db.system")]
+    assert sql, "SQLAlchemy spans are missing"
+    in_call = [s for s in sql if s.context.trace_id == initiate.context.trace_id]
+    assert in_call
+    assert all(s.kind == SpanKind.CLIENT and s.attributes[attrs.DB_STATEMENT] for s in in_call)
+    # Transaction control (SQLite's BEGIN IMMEDIATE on every transaction) is left out.
+    assert not [s for s in sql if s.name.startswith(("BEGIN", "SAVEPOINT", "RELEASE"))]
+    assert not [e for s in spans for e in s.events if e.name == "db.query"]
 
 
 async def test_webhook_processing_links_to_the_call_that_started_it(traced):
