@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated, Final
 
+from annotated_types import Interval
 from sqlalchemy import (
     BigInteger,
     Float,
@@ -19,6 +21,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.db import Base, utcnow
 
 IdType = BigInteger().with_variant(Integer(), "sqlite")
+MAX_ID: Final = 2**63 - 1  # both variants of IdType are signed 64-bit
+# An id as the API accepts it, in a path or a body: no row has any other, and the
+# database driver raises on one outside 64 bits instead of finding nothing.
+ApiId = Annotated[int, Interval(ge=1, le=MAX_ID)]
 
 
 class User(Base):

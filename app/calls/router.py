@@ -10,6 +10,7 @@ from app.auth.deps import CurrentUser, SettingsDep
 from app.bolna.client import BolnaClient
 from app.calls.service import CallRequest, get_call, initiate_call, list_calls
 from app.db import SessionDep
+from app.models import ApiId
 
 router = APIRouter(prefix="/calls", tags=["calls"])
 
@@ -23,8 +24,8 @@ BolnaDep = Annotated[BolnaClient, Depends(get_bolna)]
 
 
 class CallIn(BaseModel):
-    agent_id: int
-    contact_id: int | None = None
+    agent_id: ApiId
+    contact_id: ApiId | None = None
     phone_number: str | None = None
 
     @model_validator(mode="after")
@@ -84,7 +85,7 @@ async def create(
 
 
 @router.get("/{call_id}")
-async def show(call_id: int, user: CurrentUser, session: SessionDep) -> CallOut:
+async def show(call_id: ApiId, user: CurrentUser, session: SessionDep) -> CallOut:
     """One call: status, duration, transcript, recording and credits charged."""
     return CallOut.model_validate(await get_call(session, user_id=user.user_id, call_id=call_id))
 

@@ -28,6 +28,7 @@ from app.campaigns.schemas import (
     ScheduleOut,
 )
 from app.db import SessionDep, utcnow
+from app.models import ApiId
 from app.workers import Workers
 
 router = APIRouter(prefix="/campaigns", tags=["campaigns"])
@@ -122,7 +123,7 @@ async def index(
 
 
 @router.get("/{campaign_id}")
-async def show(campaign_id: int, user: CurrentUser, session: SessionDep) -> CampaignOut:
+async def show(campaign_id: ApiId, user: CurrentUser, session: SessionDep) -> CampaignOut:
     """A campaign's status and progress: items pending, dialing, in progress, completed,
     failed and canceled; whether its daily window is open now."""
     campaign = await service.get_campaign(session, user_id=user.user_id, campaign_id=campaign_id)
@@ -131,7 +132,7 @@ async def show(campaign_id: int, user: CurrentUser, session: SessionDep) -> Camp
 
 @router.get("/{campaign_id}/items")
 async def items(
-    campaign_id: int,
+    campaign_id: ApiId,
     user: CurrentUser,
     session: SessionDep,
     state: ItemState | None = None,
@@ -155,7 +156,7 @@ async def items(
 
 @router.post("/{campaign_id}/start")
 async def start(
-    campaign_id: int, request: Request, user: CurrentUser, session: SessionDep
+    campaign_id: ApiId, request: Request, user: CurrentUser, session: SessionDep
 ) -> CampaignOut:
     """Start a draft campaign now, or at its `schedule.start_at` if that is still ahead."""
     campaign = await service.start_campaign(session, user_id=user.user_id, campaign_id=campaign_id)
@@ -165,7 +166,7 @@ async def start(
 
 
 @router.post("/{campaign_id}/pause")
-async def pause(campaign_id: int, user: CurrentUser, session: SessionDep) -> CampaignOut:
+async def pause(campaign_id: ApiId, user: CurrentUser, session: SessionDep) -> CampaignOut:
     """Stop placing new calls; calls in flight finish and their contacts settle."""
     campaign = await service.pause_campaign(session, user_id=user.user_id, campaign_id=campaign_id)
     return await _detail(session, campaign)
@@ -173,7 +174,7 @@ async def pause(campaign_id: int, user: CurrentUser, session: SessionDep) -> Cam
 
 @router.post("/{campaign_id}/resume")
 async def resume(
-    campaign_id: int,
+    campaign_id: ApiId,
     request: Request,
     user: CurrentUser,
     session: SessionDep,
@@ -189,7 +190,7 @@ async def resume(
 
 
 @router.post("/{campaign_id}/cancel")
-async def cancel(campaign_id: int, user: CurrentUser, session: SessionDep) -> CampaignOut:
+async def cancel(campaign_id: ApiId, user: CurrentUser, session: SessionDep) -> CampaignOut:
     """Cancel the campaign: pending contacts are canceled now, calls in flight finish."""
     campaign = await service.cancel_campaign(session, user_id=user.user_id, campaign_id=campaign_id)
     return await _detail(session, campaign)

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.campaigns.scheduler import load_timezone, parse_hhmm
+from app.models import ApiId
 
 MAX_CONTACTS = 100_000
 RetryOutcome = Literal["no-answer", "busy", "failed", "error"]
@@ -68,8 +69,8 @@ class CampaignIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)
-    agent_id: int
-    contact_ids: list[int] = Field(default_factory=list, max_length=MAX_CONTACTS)
+    agent_id: ApiId
+    contact_ids: list[ApiId] = Field(default_factory=list, max_length=MAX_CONTACTS)
     contacts: list[ContactEntry] = Field(default_factory=list, max_length=MAX_CONTACTS)
     max_concurrency: int = Field(2, ge=1, le=100, description="Calls in flight at most.")
     schedule: ScheduleIn = Field(default_factory=ScheduleIn)

@@ -9,8 +9,13 @@ payload it cannot attribute to an execution.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
+
+# The columns these land in (app/models.py): longer values cannot be stored.
+MAX_EXECUTION_ID_CHARS: Final = 64
+MAX_HANGUP_REASON_CHARS: Final = 200
 
 
 class PayloadError(ValueError):
@@ -29,16 +34,19 @@ class BolnaEvent:
 
 
 def _number(value: Any) -> float | None:
+    """A finite number, or None: NaN and infinities (JSON allows them) bill nothing."""
     if value is None or isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value.strip())
-        except ValueError:
+    try:
+        if isinstance(value, int | float):
+            number = float(value)
+        elif isinstance(value, str):
+            number = float(value.strip())
+        else:
             return None
-    return None
+    except (ValueError, OverflowError):  # OverflowError: an int beyond float range
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _text(value: Any) -> str | None:
@@ -53,16 +61,25 @@ def loads(raw: bytes) -> dict[str, Any]:
         body = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PayloadError("The webhook body is not valid JSON.") from exc
+    except RecursionError as exc:
+        raise PayloadError("The webhook body is nested too deeply to read.") from exc
+    except ValueError as exc:  # an integer beyond Python's 4300-digit conversion limit
+        raise PayloadError("The webhook body holds a number too long to read.") from exc
     if not isinstance(body, dict):
         raise PayloadError("The webhook body must be a JSON object.")
     return body
 
 
 def execution_id_of(body: dict[str, Any]) -> str | None:
+    """The first of `id`, `execution_id` that is a usable id: a string or an integer,
+    non-empty and short enough for the column. Objects, lists and floats are not ids."""
     for key in ("id", "execution_id"):
         value = body.get(key)
-        if value is not None and not isinstance(value, bool) and str(value).strip():
-            return str(value).strip()
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            continue
+        text = str(value).strip()
+        if text and len(text) <= MAX_EXECUTION_ID_CHARS:
+            return text
     return None
 
 
@@ -80,6 +97,7 @@ def parse(body: dict[str, Any]) -> BolnaEvent:
         duration = _number(body.get("conversation_time"))
     if duration is None:
         duration = _number(telephony.get("duration"))
+    hangup = _text(telephony.get("hangup_reason"))
     return BolnaEvent(
         execution_id=execution_id,
         status=status.lower(),
@@ -87,5 +105,5 @@ def parse(body: dict[str, Any]) -> BolnaEvent:
         transcript=_text(body.get("transcript")),
         recording_url=_text(telephony.get("recording_url")) or _text(body.get("recording_url")),
         error_message=_text(body.get("error_message")),
-        hangup_reason=_text(telephony.get("hangup_reason")),
+        hangup_reason=hangup[:MAX_HANGUP_REASON_CHARS] if hangup else None,
     )
