@@ -104,7 +104,11 @@ class _RedactQuerySecrets(logging.Filter):
 def _uvicorn_config(app: Any, host: str, port: int) -> Any:
     import uvicorn
 
-    config = uvicorn.Config(app, host=host, port=port, log_level="info", lifespan="on")
+    # proxy_headers=False: uvicorn would otherwise rewrite the client address from
+    # X-Forwarded-For for loopback peers; TRUSTED_PROXIES is the one rule for that.
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="info", lifespan="on", proxy_headers=False
+    )
     logging.getLogger("uvicorn.access").addFilter(_RedactQuerySecrets())
     return config
 

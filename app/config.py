@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.auth.network import IPNetwork, parse_networks
+
 DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-in-production"
 DEV_BOLNA_API_KEY = "sim-dev-key"
 DEFAULT_DATABASE_URL = f"sqlite+aiosqlite:///{Path('var') / 'app.db'}"
@@ -29,6 +31,10 @@ class Settings(BaseSettings):
     database_url: str = DEFAULT_DATABASE_URL
     db_pool_size: int = Field(10, ge=1)
     db_pool_timeout_seconds: float = Field(5.0, gt=0)
+    # PostgreSQL: give up opening a connection, or waiting for any statement's answer,
+    # after this long; without them a network partition hangs requests until TCP gives up.
+    db_connect_timeout_seconds: float = Field(5.0, gt=0)
+    db_statement_timeout_seconds: float = Field(30.0, gt=0)
 
     jwt_secret: str = DEV_JWT_SECRET
     jwt_expire_minutes: int = Field(60 * 24, ge=1)
@@ -43,6 +49,14 @@ class Settings(BaseSettings):
     bolna_webhook_token: str = ""
     public_base_url: str = "http://127.0.0.1:8000"
     bolna_from_phone_number: str = ""
+    # Webhook intake: bodies over this many bytes are refused (413) before being read whole.
+    webhook_max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    # Comma-separated IPs/CIDRs allowed to post webhooks (Bolna's published address);
+    # empty allows every address.
+    bolna_webhook_allowed_ips: str = ""
+    # Comma-separated IPs/CIDRs of our reverse proxies: only a request arriving from one of
+    # them has its X-Forwarded-For read (see app.auth.network). Empty: never read.
+    trusted_proxies: str = ""
 
     credits_per_minute: int = Field(10, ge=0)
     # A call is refused (402) unless the balance covers this many credits; 0 means one minute.
@@ -52,6 +66,9 @@ class Settings(BaseSettings):
     webhook_retry_max_attempts: int = Field(8, ge=1)
     webhook_retry_base_seconds: float = Field(1.0, ge=0)
     webhook_retry_interval_seconds: float = Field(1.0, gt=0)
+    # A stored delivery not applied within this long (its process died first) is picked
+    # up by the retry worker.
+    webhook_received_grace_seconds: float = Field(30.0, ge=0)
 
     # Campaigns (app/campaigns): scheduler and queue processor loops, claims and leases.
     campaign_tick_seconds: float = Field(1.0, gt=0)
@@ -72,6 +89,26 @@ class Settings(BaseSettings):
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
+    @property
+    def webhook_allowed_networks(self) -> tuple[IPNetwork, ...]:
+        return parse_networks(self.bolna_webhook_allowed_ips)
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[IPNetwork, ...]:
+        return parse_networks(self.trusted_proxies)
+
+    @model_validator(mode="after")
+    def _refuse_bad_networks(self) -> Settings:
+        for name, value in (
+            ("BOLNA_WEBHOOK_ALLOWED_IPS", self.bolna_webhook_allowed_ips),
+            ("TRUSTED_PROXIES", self.trusted_proxies),
+        ):
+            try:
+                parse_networks(value)
+            except ValueError as exc:
+                raise ConfigError(f"{name}: {exc}") from exc
+        return self
+
     @model_validator(mode="after")
     def _refuse_default_secrets_in_production(self) -> Settings:
         if self.app_env != "production":
@@ -82,6 +119,12 @@ class Settings(BaseSettings):
             )
         if not self.bolna_api_key or self.bolna_api_key == DEV_BOLNA_API_KEY:
             raise ConfigError("BOLNA_API_KEY must be set to your Bolna API key in production")
+        if not self.bolna_webhook_token:
+            # Without it anyone who finds the URL can complete calls and move credits.
+            raise ConfigError(
+                "BOLNA_WEBHOOK_TOKEN must be set in production: webhooks without it are open "
+                "to anyone"
+            )
         return self
 
 

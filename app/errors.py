@@ -5,6 +5,8 @@
     ├── ValidationFailed           422, expected
     ├── Conflict                   409, expected
     ├── Unauthorized               401, expected (auth signals are counted separately)
+    ├── Forbidden                  403, expected
+    ├── PayloadTooLarge            413, expected
     ├── InsufficientCredits        402, expected
     ├── ServiceUnavailable         503 (database unreachable, pool exhausted)
     └── ProviderError              502/503/504 — Bolna failed (see app.bolna.errors)
@@ -50,6 +52,18 @@ class Conflict(AppError):
 class Unauthorized(AppError):
     code = "unauthorized"
     http_status = 401
+    expected = True
+
+
+class Forbidden(AppError):
+    code = "forbidden"
+    http_status = 403
+    expected = True
+
+
+class PayloadTooLarge(AppError):
+    code = "payload_too_large"
+    http_status = 413
     expected = True
 
 

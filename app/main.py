@@ -9,9 +9,11 @@ engine, the sessionmaker, the one shared `httpx.AsyncClient` (Bolna) and the wor
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 from typing import Any
 
 import httpx
@@ -41,6 +43,7 @@ from telemetry.settings import TelemetrySettings
 
 log = logging.getLogger(__name__)
 BUDGET_SYNC_SECONDS = 5.0
+SHUTDOWN_BUDGET_SYNC_SECONDS = 2.0
 
 
 def error_body(code: str, detail: str) -> dict[str, str]:
@@ -48,15 +51,38 @@ def error_body(code: str, detail: str) -> dict[str, str]:
 
 
 def _field_sentence(error: dict[str, Any]) -> str:
-    location = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
+    if error.get("type") == "json_invalid":
+        reason = str((error.get("ctx") or {}).get("error") or "it cannot be parsed")
+        at = next((part for part in error.get("loc", ()) if isinstance(part, int)), None)
+        where = f" at character {at}" if at is not None else ""
+        return f"The request body is not valid JSON: {reason}{where}."
+    parts = [str(part) for part in error.get("loc", ())]
+    if parts[:1] == ["body"]:
+        parts = parts[1:] or ["request body"]
+    location = ".".join(parts)
     message = str(error.get("msg", "is invalid"))
     return f"{location}: {message}" if location else message
+
+
+def _http_sentence(request: Request, exc: StarletteHTTPException) -> str:
+    """Starlette's own 404/405 say only "Not Found"; say what was wrong instead."""
+    detail = str(exc.detail)
+    if detail != HTTPStatus(exc.status_code).phrase:
+        return detail
+    if exc.status_code == 404:
+        return "There is no such endpoint; the API is described at /docs."
+    if exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "")
+        accepts = f"; it accepts {allowed}" if allowed else ""
+        return f"This endpoint does not accept {request.method}{accepts}."
+    return f"{detail}."
 
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
+        bearer = exc.http_status == 401 and not request.url.path.startswith("/webhooks/")
+        headers = {"WWW-Authenticate": "Bearer"} if bearer else None
         return JSONResponse(
             error_body(exc.code, exc.detail), status_code=exc.http_status, headers=headers
         )
@@ -71,7 +97,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return JSONResponse(
-            error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+            error_body(code, _http_sentence(request, exc)),
+            status_code=exc.status_code,
+            headers=exc.headers,
         )
 
     @app.exception_handler(Exception)
@@ -135,7 +163,9 @@ def create_app(
             await workers.stop()
             await http.aclose()
             try:
-                await tel.sync_budget()
+                # Bounded: a store that stopped answering must not keep the process alive.
+                async with asyncio.timeout(SHUTDOWN_BUDGET_SYNC_SECONDS):
+                    await tel.sync_budget()
             except Exception:
                 log.warning("could not save the error budget at shutdown", exc_info=True)
             await engine.dispose()

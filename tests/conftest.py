@@ -6,6 +6,7 @@ through ASGI transports, the simulator's webhooks landing on the API.
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -22,7 +23,9 @@ from app.main import create_app
 from app.migrate import empty_postgres_tables, upgrade
 from app.simulator import create_simulator_app, simulator_state
 from telemetry.settings import TelemetrySettings
+from telemetry.testing import observe_exports
 from tests.pg import check_postgres_marker, postgres_param, require_postgres
+from tests.security.pii_guard import GuardLogHandler, PiiGuard, report
 
 API_BASE = "http://api.test"
 BOLNA_BASE = "http://bolna.test"
@@ -207,3 +210,36 @@ def _no_env_leaks(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in ("SENTRY_DSN", "OTEL_TRACES_EXPORTER", "TELEMETRY_ERROR_BACKEND"):
         monkeypatch.delenv(name, raising=False)
     yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _pii_guard() -> Iterator[PiiGuard]:
+    """One observer on everything exported, and one root handler on every log record that
+    reaches it, for the whole run (root levels untouched: caplog behaves as before)."""
+    guard = PiiGuard()
+    handler = GuardLogHandler(guard)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        with observe_exports(guard.observe):
+            yield guard
+    finally:
+        root.removeHandler(handler)
+    leaks = guard.take()
+    if leaks:
+        pytest.fail(f"after the last test: {report(leaks)}", pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _no_pii_leaves(request: pytest.FixtureRequest, _pii_guard: PiiGuard) -> Iterator[None]:
+    """Fails the test during which a raw phone number, JWT or test secret was exported
+    or logged (see tests/security/pii_guard.py)."""
+    yield
+    leaks = _pii_guard.take()
+    marker = request.node.get_closest_marker("allows_pii")
+    if marker is not None:
+        if not (marker.args or marker.kwargs.get("reason")):
+            pytest.fail("@pytest.mark.allows_pii needs a reason", pytrace=False)
+        return
+    if leaks:
+        pytest.fail(report(leaks), pytrace=False)

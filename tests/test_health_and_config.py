@@ -39,6 +39,7 @@ async def test_health_is_503_naming_the_database_when_it_is_unreachable(tmp_path
         ({"jwt_secret": "short"}, "JWT_SECRET"),
         ({"jwt_secret": "x" * 40}, "BOLNA_API_KEY"),
         ({"jwt_secret": "x" * 40, "bolna_api_key": DEV_BOLNA_API_KEY}, "BOLNA_API_KEY"),
+        ({"jwt_secret": "x" * 40, "bolna_api_key": "real-key"}, "BOLNA_WEBHOOK_TOKEN"),
     ],
 )
 def test_production_refuses_default_secrets(overrides, fragment):
@@ -49,7 +50,12 @@ def test_production_refuses_default_secrets(overrides, fragment):
 
 
 def test_production_with_real_secrets_is_accepted():
-    settings = Settings(app_env="production", jwt_secret="x" * 40, bolna_api_key="real-key")
+    settings = Settings(
+        app_env="production",
+        jwt_secret="x" * 40,
+        bolna_api_key="real-key",
+        bolna_webhook_token="real-webhook-token",
+    )
     assert settings.app_env == "production"
 
 
@@ -101,6 +107,7 @@ def test_cli_telemetry_status_prints_the_budget_as_json(tmp_path):
         "APP_ENV": "production",
         "JWT_SECRET": "x" * 40,
         "BOLNA_API_KEY": "real-key",
+        "BOLNA_WEBHOOK_TOKEN": "real-webhook-token",
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/status.db",
         "ERROR_BUDGET_MONTHLY": "1234",
         "TELEMETRY_ERROR_BACKEND": "log",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -19,6 +20,14 @@ from telemetry import attributes as attrs
 
 ALGORITHM = "HS256"
 _hasher = PasswordHasher()
+
+
+@functools.cache
+def _unknown_user_hash() -> str:
+    """Checked against when the email is unknown; no password matches it in practice."""
+    return _hasher.hash("no user has this password: it only costs time")
+
+
 _tracer = trace.get_tracer(__name__)
 
 
@@ -95,6 +104,18 @@ def decode_token(token: str, settings: Settings) -> TokenClaims:
         return TokenClaims(user_id=user_id)
 
 
+async def require_existing_user(session: AsyncSession, claims: TokenClaims) -> None:
+    """Refuse a valid token whose user no longer exists: one primary-key lookup.
+
+    Without it such a token read empty lists and then failed on the first write (a
+    foreign key violation answered 500 and reported as a fault).
+    """
+    if await session.scalar(select(User.id).where(User.id == claims.user_id)) is None:
+        raise TokenRejected(
+            "The bearer token's user no longer exists; log in again.", "unknown_user"
+        )
+
+
 async def create_user(session: AsyncSession, *, email: str, password: str) -> User:
     """Create a user with a zero balance (credits are granted through app.credits)."""
     email = email.strip().lower()
@@ -114,7 +135,9 @@ async def create_user(session: AsyncSession, *, email: str, password: str) -> Us
 async def authenticate(session: AsyncSession, *, email: str, password: str) -> User:
     with _tracer.start_as_current_span("auth.login") as span:
         user = await session.scalar(select(User).where(User.email == email.strip().lower()))
-        if user is None or not verify_password(user.password_hash, password):
+        # An unknown email costs the same hash check, so timing does not tell which exist.
+        password_hash = user.password_hash if user is not None else _unknown_user_hash()
+        if not verify_password(password_hash, password) or user is None:
             span.set_attribute(attrs.AUTH_RESULT, "bad_credentials")
             raise Unauthorized("The email or password is incorrect.")
         span.set_attribute(attrs.AUTH_RESULT, "ok")

@@ -1,6 +1,6 @@
 """Webhook intake: store the raw delivery first, then process it in its own transaction.
 
-    delivery = await store(sessionmaker, raw_body)       # committed: nothing is lost
+    delivery = await store(sessionmaker, raw_body, settings)  # committed: nothing is lost
     outcome = await process(sessionmaker, delivery.id, settings)
 
 A processing failure marks the stored delivery `failed` with its error and a next attempt
@@ -33,7 +33,6 @@ from telemetry import capture_error, link_from_traceparent
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
 MAX_ERROR_CHARS = 2000
-RECEIVED_GRACE = timedelta(seconds=30)
 
 
 class WebhookRejected(ValidationFailed):
@@ -54,7 +53,9 @@ class Outcome:
     call_id: int | None = None
 
 
-async def store(sessionmaker: async_sessionmaker[AsyncSession], raw: bytes) -> WebhookDelivery:
+async def store(
+    sessionmaker: async_sessionmaker[AsyncSession], raw: bytes, settings: Settings
+) -> WebhookDelivery:
     """Persist the raw body (append-only). Raises WebhookRejected for an unusable body."""
     text = raw.decode("utf-8", errors="replace")
     problem: str | None = None
@@ -70,6 +71,7 @@ async def store(sessionmaker: async_sessionmaker[AsyncSession], raw: bytes) -> W
             problem = "The webhook payload has no `status`."
     except payload_mod.PayloadError as exc:
         problem = str(exc)
+    grace = timedelta(seconds=settings.webhook_received_grace_seconds)
     async with sessionmaker() as session, session.begin():
         delivery = WebhookDelivery(
             execution_id=execution_id,
@@ -78,7 +80,7 @@ async def store(sessionmaker: async_sessionmaker[AsyncSession], raw: bytes) -> W
             state="rejected" if problem else "received",
             last_error=problem,
             # Picked up by the retry worker if this process dies before processing it.
-            next_attempt_at=None if problem else utcnow() + RECEIVED_GRACE,
+            next_attempt_at=None if problem else utcnow() + grace,
         )
         session.add(delivery)
     span = trace.get_current_span()
