@@ -10,7 +10,10 @@ proposing it. A variant whose patch target no longer exists fails that worker on
 - ``no_sql``: no SQLAlchemy instrumentation (no SQL spans, no cursor hooks);
 - ``no_httpx``: no httpx instrumentation (no Bolna client span, no header injection);
 - ``no_app``: no FastAPI server span;
-- ``gc_freeze``: ``gc.freeze()`` once the app has started.
+- ``gc_freeze``: ``gc.freeze()`` once the app has started;
+- ``no_breaker``: exporters never skip a failing destination (``telemetry._breaker``
+  always closed) and retry refused connections (no fail-fast session): the queues fill
+  and every batch waits out its retries, as before the breaker.
 """
 
 from __future__ import annotations
@@ -43,10 +46,19 @@ def _no_app() -> None:
     otel_setup.Telemetry.instrument_app = _nothing  # type: ignore[method-assign]
 
 
+def _no_breaker() -> None:
+    from telemetry import _breaker, otel_setup
+
+    _breaker.accepts = lambda state, now: True
+    _breaker.begin_export = lambda state, now: True
+    otel_setup.fail_fast_session = lambda: None  # type: ignore[assignment]
+
+
 PATCHES: dict[str, Callable[[], None]] = {
     "no_sql": _no_sql,
     "no_httpx": _no_httpx,
     "no_app": _no_app,
+    "no_breaker": _no_breaker,
 }
 AFTER_START = {"gc_freeze"}
 

@@ -13,10 +13,14 @@ with one JSON line on its original stdout (its own prints and logs go to stderr)
     {"cmd": "cpu"}     -> {"cpu_ns": c, "gc_ns": g}   process CPU and GC time so far
     {"cmd": "profile", <as run>} -> cProfile of the batch, by package (bench.profiling)
     {"cmd": "stats"}   -> {"rss_kb", "maxrss_kb", "telemetry": {...}}
+        ("trim": true adds RSS after a full collection and after glibc's malloc_trim)
     {"cmd": "storm", "rate": 10000, "seconds": 5} -> {"started": true}
     {"cmd": "storm_result"} -> {"emitted", "seconds", "decisions"}   (waits for the end)
     {"cmd": "scrub_trace", "repeat": 200} -> per-span scrubbing cost on a real trace
     {"cmd": "campaign", ...}                   (see bench.campaigns)
+    {"cmd": "tracemalloc", "path": "/x.snap"} -> {"traced_kb", "peak_kb", "rss_kb"}
+        dumps a tracemalloc snapshot (the spec's ``"tracemalloc": frames`` starts tracing
+        before telemetry is configured; see ``bench.outage_memory``)
     {"cmd": "quit"}
 
 In-process requests go through ``httpx.ASGITransport.handle_async_request`` directly:
@@ -119,6 +123,10 @@ class Worker:
 
         spec = self.spec
         name = spec["config"]
+        if spec.get("tracemalloc"):
+            import tracemalloc
+
+            tracemalloc.start(int(spec["tracemalloc"]))
         endpoints = Endpoints(spec["sink_port"], spec["closed_port"])
         self.settings = Settings(
             _env_file=None,
@@ -285,6 +293,16 @@ class Worker:
         if command.get("gc"):
             gc.collect()
         report: dict[str, Any] = {"rss_kb": rss_kb(), "maxrss_kb": maxrss_kb()}
+        if command.get("trim"):
+            # Diagnostic: how much of RSS is memory freed but kept by the C allocator.
+            import ctypes
+
+            gc.collect()
+            report["rss_after_gc_kb"] = rss_kb()
+            report["pymalloc_blocks"] = sys.getallocatedblocks()
+            with contextlib.suppress(OSError, AttributeError):
+                ctypes.CDLL("libc.so.6").malloc_trim(0)
+                report["rss_after_trim_kb"] = rss_kb()
         import telemetry
 
         with contextlib.suppress(Exception):
@@ -316,6 +334,17 @@ class Worker:
         from bench.campaigns import run_campaign
 
         return await run_campaign(self, command)
+
+    async def tracemalloc(self, command: dict[str, Any]) -> dict[str, Any]:
+        """Dump a tracemalloc snapshot to ``command["path"]`` (after a full collection)."""
+        import tracemalloc
+
+        if not tracemalloc.is_tracing():
+            return {"error": "tracemalloc is off: start the worker with spec['tracemalloc']"}
+        gc.collect()
+        tracemalloc.take_snapshot().dump(command["path"])
+        traced, peak = tracemalloc.get_traced_memory()
+        return {"traced_kb": traced // 1024, "peak_kb": peak // 1024, "rss_kb": rss_kb()}
 
     async def close(self) -> None:
         await self.stack.aclose()
@@ -404,6 +433,7 @@ async def _serve_commands(worker: Worker, out: Any) -> None:
         "storm_result": worker.storm_result,
         "scrub_trace": worker.scrub_trace,
         "campaign": worker.campaign,
+        "tracemalloc": worker.tracemalloc,
     }
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=1 << 24)

@@ -228,6 +228,8 @@ class SentryBackend:
         self._fallback.flush(timeout)
 
 
+# Reports waiting for export (SDK default 2048); OTEL_BLRP_MAX_QUEUE_SIZE wins.
+_MAX_QUEUED = 512
 _SEVERITY = {"debug": 5, "info": 9, "warning": 13, "error": 17, "fatal": 21}
 
 
@@ -276,21 +278,39 @@ class OtlpBackend:
         from opentelemetry.sdk._logs import LoggerProvider
         from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
+        from telemetry._breaker import (
+            CircuitBreaker,
+            GuardedLogRecordExporter,
+            fail_fast_session,
+            queue_size,
+        )
+
         # Imported here: otel_setup imports this module (through the error policy).
         from telemetry.otel_setup import build_resource
 
         settings = settings or TelemetrySettings()
+        endpoint = _otlp_logs_endpoint(settings)
         if exporter is None:
             from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 
             exporter = OTLPLogExporter(
-                endpoint=_otlp_logs_endpoint(settings), headers=_otlp_headers(settings)
+                endpoint=endpoint, headers=_otlp_headers(settings), session=fail_fast_session()
             )
         # The spans' resource, service.instance.id included, so a backend can tell which
         # process reported the error (a resource of its own would get a random id).
         resource = build_resource(settings)
         self._provider: LoggerProvider = LoggerProvider(resource=resource, shutdown_on_exit=False)
-        self._provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
+        # While the collector is down, reports are dropped and counted, not held through
+        # retries; the queue is bounded (a report can carry a 16 kB stack trace).
+        self.breaker = CircuitBreaker("otlp error reports", endpoint)
+        queue = queue_size(
+            _MAX_QUEUED, "OTEL_BLRP_MAX_QUEUE_SIZE", "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE"
+        )
+        self._provider.add_log_record_processor(
+            BatchLogRecordProcessor(
+                GuardedLogRecordExporter(exporter, self.breaker), max_queue_size=queue
+            )
+        )
         self._logger = self._provider.get_logger("telemetry.errors")
 
     def send(self, report: ErrorReport) -> None:

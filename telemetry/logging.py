@@ -87,6 +87,7 @@ _NOISY_LOGGERS = ("httpx", "httpcore")
 _BACKEND_FAILURE_LOGGERS: Final = (
     "opentelemetry.sdk._shared_internal",
     "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+    "opentelemetry.exporter.otlp.proto.http._log_exporter",
     "urllib3.connectionpool",
 )
 _FAILURE_LOG_INTERVAL_S: Final = 60.0

@@ -72,6 +72,13 @@ from opentelemetry.util.types import Attributes
 
 from telemetry import _instrumentation, _sentry, error_policy
 from telemetry import attributes as attr
+from telemetry._breaker import (
+    CircuitBreaker,
+    GuardedBatchSpanProcessor,
+    GuardedSpanExporter,
+    fail_fast_session,
+    queue_size,
+)
 from telemetry._processors import ScrubbingSpanProcessor, format_console_span
 from telemetry._sentry_transactions import SentryTransactionExporter, envelope_endpoint
 from telemetry.logging import reset_logging, setup_logging
@@ -80,8 +87,9 @@ from telemetry.settings import TelemetrySettings
 logger = logging.getLogger(__name__)
 
 _OTLP_TRACES_PATH: Final = "/v1/traces"
-# A dead endpoint costs each batch this long (the OTLP exporter retries within it), and
-# the queue holds at most _MAX_QUEUED_SPANS per destination meanwhile: memory stays
+# A dead endpoint costs one batch this long (the OTLP exporter retries within it); the
+# breaker then drops spans for a back-off instead of queueing them (telemetry._breaker),
+# and the queue never holds more than _MAX_QUEUED_SPANS per destination: memory stays
 # bounded and spans beyond it are dropped, never waited for. (SDK defaults: 10 s, 2048.)
 _EXPORT_TIMEOUT_S: Final = 5.0
 _MAX_QUEUED_SPANS: Final = 1024
@@ -100,24 +108,32 @@ class Exporter:
     exporter: SpanExporter | None = None
     endpoint: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    breaker: CircuitBreaker | None = None
 
 
 def _otlp_exporter(name: str, endpoint: str, headers: Mapping[str, str]) -> Exporter:
     timeout = None if _env_sets(_TIMEOUT_VARIABLES) else _EXPORT_TIMEOUT_S
-    exporter = OTLPSpanExporter(endpoint=endpoint, headers=dict(headers), timeout=timeout)
-    return Exporter(name, _batch(exporter), exporter, endpoint, dict(headers))
+    exporter = OTLPSpanExporter(
+        endpoint=endpoint, headers=dict(headers), timeout=timeout, session=fail_fast_session()
+    )
+    breaker = CircuitBreaker(f"{name} traces", endpoint)
+    return Exporter(name, _batch(exporter, breaker), exporter, endpoint, dict(headers), breaker)
 
 
 def _env_sets(names: Sequence[str]) -> bool:
     return any(os.environ.get(name, "").strip() for name in names)
 
 
-def _batch(exporter: SpanExporter) -> BatchSpanProcessor:
-    """Export off the request path through a bounded queue; one per destination, so a
-    destination that is down never holds back another's spans. ``OTEL_BSP_*`` win."""
-    return BatchSpanProcessor(
-        exporter,
-        max_queue_size=None if _env_sets(("OTEL_BSP_MAX_QUEUE_SIZE",)) else _MAX_QUEUED_SPANS,
+def _batch(exporter: SpanExporter, breaker: CircuitBreaker) -> BatchSpanProcessor:
+    """Export off the request path through a bounded queue behind ``breaker``; one per
+    destination, so a destination that is down never holds back another's spans.
+    ``OTEL_BSP_*`` win."""
+    return GuardedBatchSpanProcessor(
+        GuardedSpanExporter(exporter, breaker),
+        breaker,
+        max_queue_size=queue_size(
+            _MAX_QUEUED_SPANS, "OTEL_BSP_MAX_QUEUE_SIZE", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE"
+        ),
     )
 
 
@@ -130,7 +146,8 @@ def _sentry_exporters(settings: TelemetrySettings) -> list[Exporter]:
         exporter = SentryTransactionExporter(
             environment=settings.app_env, release=settings.service_version
         )
-        return [Exporter("sentry", _batch(exporter), exporter, endpoint)]
+        breaker = CircuitBreaker("sentry transactions", endpoint)
+        return [Exporter("sentry", _batch(exporter, breaker), exporter, endpoint, {}, breaker)]
     endpoint, headers = _sentry.otlp_target(settings.sentry_dsn)
     return [_otlp_exporter("sentry", endpoint, headers)]
 
@@ -490,7 +507,11 @@ class Telemetry:
         )
 
     def status(self) -> dict[str, Any]:
-        """``{traces_exporters, error_backend, environment, sending, budget, dropped}``."""
+        """``{traces_exporters, error_backend, environment, sending, budget, dropped, exports}``.
+
+        ``exports``: per span destination, its breaker's state and counts
+        (``state``, ``exported``, ``failed``, ``dropped`` spans).
+        """
         settings = self.settings
         report: dict[str, Any] = {
             "traces_exporters": list(self.traces_exporters),
@@ -506,6 +527,9 @@ class Telemetry:
             except Exception:
                 logger.warning("error policy status unavailable", exc_info=True)
             report["traces_exporters"] = list(self.traces_exporters)
+        report["exports"] = {
+            e.name: e.breaker.status() for e in self.exporters if e.breaker is not None
+        }
         return report
 
     async def sync_budget(self) -> None:
