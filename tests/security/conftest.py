@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
+from hypothesis import HealthCheck, settings
 from sqlalchemy import update
 
 from app.config import Settings
@@ -121,3 +122,17 @@ async def shared(
     url = _sqlite_copy(sqlite_template, tmp_path_factory.mktemp("security"))
     async with secured_stack(make_settings(url)) as running:
         yield running
+
+
+# Deterministic fuzzing for CI (same examples every run); function-scoped fixtures are
+# shared on purpose (one stack per test, many examples).
+FUZZ = settings(
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+    ],
+)

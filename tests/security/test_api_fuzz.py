@@ -20,12 +20,12 @@ import httpx
 import pytest
 import requests
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import negative_data_rejection, not_a_server_error
 
 from tests.conftest import API_BASE
-from tests.security.conftest import SecurityStack, assert_clear_error
+from tests.security.conftest import FUZZ, SecurityStack, assert_clear_error
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -104,17 +104,7 @@ def case_strategy(shared: SecurityStack, label: str) -> st.SearchStrategy[Any]:
 
 
 @pytest.mark.parametrize("label", OPERATIONS)
-@settings(
-    max_examples=EXAMPLES_PER_OPERATION,
-    derandomize=True,
-    database=None,
-    deadline=None,
-    suppress_health_check=[
-        HealthCheck.function_scoped_fixture,
-        HealthCheck.too_slow,
-        HealthCheck.filter_too_much,
-    ],
-)
+@settings(FUZZ, max_examples=EXAMPLES_PER_OPERATION)
 @given(data=st.data())
 async def test_no_input_is_a_server_error_or_an_unclear_refusal(
     shared: SecurityStack, label: str, data: st.DataObject

@@ -13,14 +13,14 @@ import math
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.webhooks.payload import PayloadError, loads, parse
 from app.webhooks.service import WebhookWithoutExecutionId
 from telemetry._backends import ErrorReport
 from telemetry.testing import observe_exports
-from tests.security.conftest import SecurityStack, assert_clear_error, reopen
+from tests.security.conftest import FUZZ, SecurityStack, assert_clear_error, reopen
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -29,16 +29,6 @@ STATUSES = [
     "call-disconnected", "completed", "busy", "no-answer", "balance-low", "canceled",
     "failed", "stopped", "error",
 ]  # fmt: skip
-FUZZ = settings(
-    derandomize=True,
-    database=None,
-    deadline=None,
-    suppress_health_check=[
-        HealthCheck.function_scoped_fixture,
-        HealthCheck.too_slow,
-        HealthCheck.filter_too_much,
-    ],
-)
 
 scalars = (
     st.none()
