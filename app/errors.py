@@ -24,6 +24,8 @@ class AppError(Exception):
     code: ClassVar[str] = "internal_error"
     http_status: ClassVar[int] = 500
     expected: ClassVar[bool] = False
+    # Sent as `WWW-Authenticate` (RFC 9110: a 401 names the scheme that would work).
+    challenge: ClassVar[str | None] = None
 
     def __init__(self, detail: str, **context: Any) -> None:
         super().__init__(detail)
@@ -53,6 +55,7 @@ class Unauthorized(AppError):
     code = "unauthorized"
     http_status = 401
     expected = True
+    challenge: ClassVar[str | None] = "Bearer"
 
 
 class Forbidden(AppError):

@@ -81,8 +81,7 @@ def _http_sentence(request: Request, exc: StarletteHTTPException) -> str:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> JSONResponse:
-        bearer = exc.http_status == 401 and not request.url.path.startswith("/webhooks/")
-        headers = {"WWW-Authenticate": "Bearer"} if bearer else None
+        headers = {"WWW-Authenticate": exc.challenge} if exc.challenge else None
         return JSONResponse(
             error_body(exc.code, exc.detail), status_code=exc.http_status, headers=headers
         )

@@ -25,6 +25,8 @@ MAX_ID: Final = 2**63 - 1  # both variants of IdType are signed 64-bit
 # An id as the API accepts it, in a path or a body: no row has any other, and the
 # database driver raises on one outside 64 bits instead of finding nothing.
 ApiId = Annotated[int, Interval(ge=1, le=MAX_ID)]
+EXECUTION_ID_CHARS: Final = 64  # Bolna's execution ids are UUIDs (36)
+HANGUP_REASON_CHARS: Final = 200
 
 
 class User(Base):
@@ -76,13 +78,15 @@ class Call(Base):
     call_source: Mapped[str] = mapped_column(String(16), default="direct")
     campaign_id: Mapped[int | None] = mapped_column(BigInteger, default=None, index=True)
     campaign_item_id: Mapped[int | None] = mapped_column(BigInteger, default=None, index=True)
-    execution_id: Mapped[str | None] = mapped_column(String(64), unique=True, default=None)
+    execution_id: Mapped[str | None] = mapped_column(
+        String(EXECUTION_ID_CHARS), unique=True, default=None
+    )
     duration_seconds: Mapped[float | None] = mapped_column(Float, default=None)
     transcript: Mapped[str | None] = mapped_column(Text, default=None)
     recording_url: Mapped[str | None] = mapped_column(Text, default=None)
     credits_charged: Mapped[int] = mapped_column(BigInteger, default=0)
     failure_reason: Mapped[str | None] = mapped_column(Text, default=None)
-    hangup_reason: Mapped[str | None] = mapped_column(String(200), default=None)
+    hangup_reason: Mapped[str | None] = mapped_column(String(HANGUP_REASON_CHARS), default=None)
     # W3C traceparent of the initiating span, so a later webhook's span can link to it.
     traceparent: Mapped[str | None] = mapped_column(String(64), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -96,7 +100,9 @@ class WebhookDelivery(Base):
     __table_args__ = (Index("ix_webhook_deliveries_state_next", "state", "next_attempt_at"),)
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
-    execution_id: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
+    execution_id: Mapped[str | None] = mapped_column(
+        String(EXECUTION_ID_CHARS), index=True, default=None
+    )
     bolna_status: Mapped[str | None] = mapped_column(String(32), default=None)
     payload: Mapped[str] = mapped_column(Text)
     # received | processed | duplicate | unmatched | failed | given_up

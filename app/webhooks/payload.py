@@ -11,11 +11,9 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
-# The columns these land in (app/models.py): longer values cannot be stored.
-MAX_EXECUTION_ID_CHARS: Final = 64
-MAX_HANGUP_REASON_CHARS: Final = 200
+from app.models import EXECUTION_ID_CHARS, HANGUP_REASON_CHARS
 
 
 class PayloadError(ValueError):
@@ -78,7 +76,7 @@ def execution_id_of(body: dict[str, Any]) -> str | None:
         if isinstance(value, bool) or not isinstance(value, str | int):
             continue
         text = str(value).strip()
-        if text and len(text) <= MAX_EXECUTION_ID_CHARS:
+        if text and len(text) <= EXECUTION_ID_CHARS:
             return text
     return None
 
@@ -105,5 +103,5 @@ def parse(body: dict[str, Any]) -> BolnaEvent:
         transcript=_text(body.get("transcript")),
         recording_url=_text(telephony.get("recording_url")) or _text(body.get("recording_url")),
         error_message=_text(body.get("error_message")),
-        hangup_reason=hangup[:MAX_HANGUP_REASON_CHARS] if hangup else None,
+        hangup_reason=hangup[:HANGUP_REASON_CHARS] if hangup else None,
     )

@@ -24,6 +24,7 @@ router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
 class BadWebhookToken(Unauthorized):
     code = "invalid_webhook_token"
+    challenge = None  # the token travels in the URL, not in an Authorization header
 
 
 class WebhookSourceNotAllowed(Forbidden):

@@ -72,6 +72,8 @@ async def test_a_wrong_or_missing_token_is_401_and_nothing_is_stored_or_applied(
         )
         assert response.status_code == 401, why
         assert response.json()["error"] == "invalid_webhook_token"
+        # The token goes in the URL: no bearer challenge pointing elsewhere.
+        assert "www-authenticate" not in response.headers, why
         assert_clear_error(response)
     assert await stored_deliveries(stack) == before
     call_after = (await stack.api.get(url, headers=stack.auth(stack.tokens["alice"]))).json()
